@@ -1,0 +1,405 @@
+/*
+ * wasm_int.h - engine-internal structures shared by the decoder (decode.c),
+ * the validator/translator (validate.c), the instantiator (instance.c) and
+ * the interpreter (exec.c).  Nothing outside src/wasm/ includes this file.
+ *
+ * Internal names use the prefix iw__ (public ones iw_).
+ */
+#ifndef ISOFLOW_WASM_INT_H
+#define ISOFLOW_WASM_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wasm.h"
+
+/* ------------------------------------------------------------------------ */
+/* Allocation (alloc.c).  Every allocation of the engine goes through these
+ * wrappers so that tests can fail the Nth one (iw_debug_fail_alloc_after).  */
+
+void *iw__malloc(size_t n);
+void *iw__calloc(size_t count, size_t size); /* checks count*size overflow */
+void *iw__realloc(void *p, size_t n);
+void iw__free(void *p);
+
+/* A bump arena: many small allocations freed at once.  Module data lives in
+ * the module's arena. */
+typedef struct iw__arena_chunk iw__arena_chunk;
+typedef struct iw__arena {
+    iw__arena_chunk *head; /* most recent chunk */
+} iw__arena;
+
+/* Returns zeroed, 8-byte aligned memory, or NULL when out of memory. */
+void *iw__arena_alloc(iw__arena *a, size_t n);
+/* Allocates count*size with an overflow check (NULL on overflow). */
+void *iw__arena_array(iw__arena *a, size_t count, size_t size);
+void iw__arena_free(iw__arena *a);
+
+/* snprintf into err (NULL-safe, truncating). */
+void iw__errf(char *err, size_t errlen, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ------------------------------------------------------------------------ */
+/* Runtime value slots.  Every value occupies one 64-bit slot:
+ *   i32: zero-extended in the low 32 bits (read with (uint32_t)slot)
+ *   i64: the 64 bits
+ *   f32: the IEEE bits in the low 32 bits, upper bits zero
+ *   f64: the IEEE bits
+ *   funcref: (uint64_t)(uintptr_t)(iw_func *), 0 = null
+ *   externref: (uint64_t)(uintptr_t)(void *), 0 = null                       */
+typedef uint64_t iw__slot;
+
+/* ------------------------------------------------------------------------ */
+/* Decoded module.                                                          */
+
+/* A constant expression as allowed by WebAssembly 2.0: exactly one of these
+ * instructions followed by `end`. */
+typedef enum iw__const_kind {
+    IW__CONST_VALUE = 0,  /* i32/i64/f32/f64.const: value in .value (slot form) */
+    IW__CONST_REF_NULL,   /* ref.null t: value 0 */
+    IW__CONST_REF_FUNC,   /* ref.func .index */
+    IW__CONST_GLOBAL_GET  /* global.get .index (an imported global) */
+} iw__const_kind;
+
+typedef struct iw__constexpr {
+    uint8_t kind;   /* iw__const_kind */
+    uint8_t type;   /* iw_valtype of the result */
+    uint32_t index; /* function or global index */
+    iw__slot value; /* for CONST_VALUE */
+} iw__constexpr;
+
+typedef struct iw__import {
+    char *module;       /* NUL-terminated copy, in the module arena */
+    char *name;         /* NUL-terminated copy */
+    uint8_t kind;       /* iw_extern_kind */
+    uint32_t index;     /* index in the function/table/memory/global space */
+} iw__import;
+
+typedef struct iw__export {
+    char *name;     /* NUL-terminated copy */
+    uint32_t len;   /* byte length (names may contain NUL in theory) */
+    uint8_t kind;   /* iw_extern_kind */
+    uint32_t index;
+} iw__export;
+
+typedef struct iw__tabletype {
+    uint8_t elemtype; /* IW_FUNCREF or IW_EXTERNREF */
+    iw_limits lim;
+} iw__tabletype;
+
+typedef struct iw__globaltype {
+    uint8_t type; /* iw_valtype */
+    uint8_t mut;
+    iw__constexpr init; /* only for defined (non-imported) globals */
+} iw__globaltype;
+
+typedef enum iw__segmode {
+    IW__SEG_ACTIVE = 0,
+    IW__SEG_PASSIVE = 1,
+    IW__SEG_DECLARATIVE = 2 /* element segments only */
+} iw__segmode;
+
+typedef struct iw__elem {
+    uint8_t mode;        /* iw__segmode */
+    uint8_t elemtype;    /* IW_FUNCREF or IW_EXTERNREF */
+    uint32_t table;      /* active only */
+    iw__constexpr offset;/* active only: i32 */
+    uint32_t count;
+    iw__constexpr *items;/* count items: REF_FUNC, REF_NULL or GLOBAL_GET */
+} iw__elem;
+
+typedef struct iw__data {
+    uint8_t mode;         /* IW__SEG_ACTIVE or IW__SEG_PASSIVE */
+    uint32_t mem;         /* active only */
+    iw__constexpr offset; /* active only: i32 */
+    uint32_t len;
+    const uint8_t *bytes; /* copy in the module arena */
+} iw__data;
+
+/* Translated body of one defined function (see "Internal code" below). */
+typedef struct iw__code {
+    uint32_t *ops;        /* internal code, in the module arena */
+    uint32_t nops;        /* number of 32-bit words */
+    uint32_t nlocals;     /* declared locals, excluding parameters */
+    uint32_t max_height;  /* max frame height in slots: params + locals +
+                             deepest operand stack; the interpreter checks
+                             stack room for this once per call */
+    uint32_t body_offset; /* byte offset of the body in the binary */
+} iw__code;
+
+struct iw_module {
+    iw__arena arena;            /* owns everything below */
+
+    uint32_t ntypes;
+    iw_functype *types;
+
+    uint32_t nimports;
+    iw__import *imports;
+
+    /* Index spaces: imported entries first, then defined ones. */
+    uint32_t nfuncs, nimported_funcs;
+    uint32_t *func_types;       /* type index of every function */
+    iw__code *codes;            /* nfuncs - nimported_funcs entries */
+
+    uint32_t ntables, nimported_tables;
+    iw__tabletype *tables;
+
+    uint32_t nmems, nimported_mems;
+    iw_limits *mems;            /* in pages */
+
+    uint32_t nglobals, nimported_globals;
+    iw__globaltype *globals;
+
+    uint32_t nexports;
+    iw__export *exports;
+
+    bool has_start;
+    uint32_t start;
+
+    uint32_t nelems;
+    iw__elem *elems;
+
+    uint32_t ndatas;            /* from the data section */
+    iw__data *datas;
+    bool has_datacount;
+    uint32_t datacount;         /* from the data count section */
+
+    /* C.refs: functions that ref.func may name inside code (referenced in
+     * exports, global initialisers or element segments). One byte per
+     * function, 1 = declared. */
+    uint8_t *func_declared;
+
+    char **func_names;          /* nfuncs entries or NULL: "name" section */
+};
+
+/* Decoder helpers shared with the validator: a bounded byte reader whose
+ * errors name the offset.  All readers return false on failure after writing
+ * the message into r->err. */
+typedef struct iw__reader {
+    const uint8_t *base; /* start of the whole binary (for offsets) */
+    const uint8_t *p;    /* current position */
+    const uint8_t *end;  /* end of the current region */
+    char *err;
+    size_t errlen;
+} iw__reader;
+
+bool iw__read_u8(iw__reader *r, uint8_t *out);
+bool iw__read_u32(iw__reader *r, uint32_t *out);   /* unsigned LEB128 */
+bool iw__read_s32(iw__reader *r, int32_t *out);    /* signed LEB128 */
+bool iw__read_s33(iw__reader *r, int64_t *out);    /* block type index */
+bool iw__read_s64(iw__reader *r, int64_t *out);
+bool iw__read_f32(iw__reader *r, uint32_t *bits);  /* 4 raw bytes */
+bool iw__read_f64(iw__reader *r, uint64_t *bits);  /* 8 raw bytes */
+/* Byte offset of the current position in the binary. */
+size_t iw__reader_offset(const iw__reader *r);
+
+/* Validates the body of defined function `defidx` (0-based among defined
+ * functions; function index = nimported_funcs + defidx) and translates it
+ * into m->codes[defidx].  `r` covers exactly the body (locals + expr).
+ * Everything in `m` up to the code section is complete (types, function
+ * types, tables, memories, globals, elems, datacount, func_declared, and the
+ * data count).  On failure returns IW_INVALID or IW_MALFORMED (or IW_NOMEM)
+ * with a message naming the function index, byte offset and what was
+ * expected.  Defined in validate.c. */
+iw_status iw__translate_func(iw_module *m, uint32_t defidx, iw__reader *r);
+
+/* ------------------------------------------------------------------------ */
+/* Internal code (the translated form executed by exec.c).
+ *
+ * Code is an array of 32-bit words.  Each instruction is one opcode word
+ * followed by its immediates.  Opcode numbers are the WebAssembly opcode
+ * bytes, except that the 0xFC-prefixed instructions 0xFC xx are numbered
+ * 0xE0 + xx (see IW__OP_FC below).  Only the opcodes listed here appear; no
+ * LEB128, no block scanning happens at run time.
+ *
+ * The frame of a call is a run of slots starting at fp: parameters at fp[0
+ * .. nparams-1], locals after them (zeroed on entry), the operand stack
+ * above.  A "height" is an absolute slot index relative to fp.
+ *
+ *   0x00 unreachable                       traps
+ *   0x03 loop                              a no-op checkpoint emitted at
+ *                                          every loop head; branches to a
+ *                                          loop label target this word
+ *                                          (fuel/interrupt checks live here)
+ *   0x04 if        ELSE                    pops i32; if 0 jump to ELSE
+ *                                          (word index in ops)
+ *   0x05 else      END                     unconditional jump to END (word
+ *                                          index), no stack change; emitted at
+ *                                          the end of an if's then-arm
+ *   0x0C br        TARGET HEIGHT ARITY     move the top ARITY slots down to
+ *                                          fp[HEIGHT..], set sp = fp+HEIGHT+
+ *                                          ARITY, jump to TARGET
+ *   0x0D br_if     TARGET HEIGHT ARITY     pops i32; if nonzero acts as br
+ *   0x0E br_table  N  then N+1 triples TARGET HEIGHT ARITY (the last is the
+ *                                          default); pops i32 index
+ *   0x0F return    ARITY                   copy top ARITY slots to fp[0..],
+ *                                          return to the caller.  Also
+ *                                          emitted for the function's end
+ *                                          and for branches to the function
+ *                                          label.
+ *   0x10 call      FUNCIDX                 index in the instance's function
+ *                                          space (imports included)
+ *   0x11 call_indirect TYPEIDX TABLEIDX
+ *   0x1A drop
+ *   0x1B select                            (typed select 0x1C is emitted as
+ *                                          0x1B)
+ *   0x20 local.get IDX / 0x21 local.set IDX / 0x22 local.tee IDX
+ *                                          IDX is the slot index fp[IDX]
+ *   0x23 global.get IDX / 0x24 global.set IDX
+ *   0x25 table.get TABLE / 0x26 table.set TABLE
+ *   0x28..0x3E loads and stores            OFFSET (the memarg offset; the
+ *                                          alignment is dropped; memory 0)
+ *   0x3F memory.size / 0x40 memory.grow    (no immediates)
+ *   0x41 i32.const V                       V as 32 bits
+ *   0x42 i64.const LO HI
+ *   0x43 f32.const BITS
+ *   0x44 f64.const LO HI
+ *   0x45..0xC4 numeric instructions        no immediates
+ *   0xD0 ref.null                          pushes 0 (type dropped)
+ *   0xD1 ref.is_null
+ *   0xD2 ref.func FUNCIDX
+ *   0xE0..0xE7 trunc_sat (FC 0..7)         no immediates
+ *   0xE8 memory.init DATAIDX   (FC 8)
+ *   0xE9 data.drop DATAIDX     (FC 9)
+ *   0xEA memory.copy           (FC 10)     (memory indices dropped)
+ *   0xEB memory.fill           (FC 11)
+ *   0xEC table.init ELEMIDX TABLEIDX (FC 12)
+ *   0xED elem.drop ELEMIDX     (FC 13)
+ *   0xEE table.copy DSTTABLE SRCTABLE (FC 14)
+ *   0xEF table.grow TABLE      (FC 15)
+ *   0xF0 table.size TABLE      (FC 16)
+ *   0xF1 table.fill TABLE      (FC 17)
+ *
+ * Not emitted: nop, block, end (other than as return), the alignment of
+ * memargs.  Opcode words 0xF2..0xFF and unused wasm numbers are free for
+ * future superinstructions.
+ */
+#define IW__OP_FC(sub) (0xE0u + (sub))
+#define IW__OP_COUNT 0xF2u
+
+/* ------------------------------------------------------------------------ */
+/* Runtime objects (instance.c creates them, exec.c runs them).              */
+
+/* Objects are chained into their store for freeing. */
+typedef struct iw__obj {
+    struct iw__obj *next;
+    void (*destroy)(struct iw__obj *o);
+} iw__obj;
+
+struct iw_func {
+    iw__obj obj;
+    iw_functype type;          /* borrowed from the module, or owned copy for host */
+    iw_instance *inst;         /* owner instance; NULL for host functions */
+    const iw__code *code;      /* defined functions only */
+    uint32_t index;            /* function index in the owner's module */
+    iw_host_fn host;           /* host functions only */
+    void *host_data;
+    iw_store *store;
+};
+
+struct iw_table {
+    iw__obj obj;
+    uint8_t elemtype;
+    uint32_t size;
+    iw_limits lim;             /* declared limits (max may be absent) */
+    iw__slot *elems;           /* size entries (funcref or externref slots) */
+    iw_store *store;
+};
+
+struct iw_memory {
+    iw__obj obj;
+    uint8_t *data;             /* size bytes */
+    uint64_t size;             /* bytes = pages * 65536 */
+    uint32_t pages;
+    iw_limits lim;             /* declared limits in pages */
+    iw_store *store;
+};
+
+struct iw_global {
+    iw__obj obj;
+    uint8_t type;
+    uint8_t mut;
+    iw__slot val;
+};
+
+/* An element segment as seen by one instance (elem.drop empties it). */
+typedef struct iw__elemrt {
+    uint32_t count;            /* 0 after drop */
+    iw__slot *items;           /* evaluated references */
+} iw__elemrt;
+
+struct iw_instance {
+    iw__obj obj;
+    iw_store *store;
+    const iw_module *mod;
+    iw_func **funcs;           /* mod->nfuncs */
+    iw_table **tables;         /* mod->ntables */
+    iw_memory **mems;          /* mod->nmems */
+    iw_global **globals;       /* mod->nglobals */
+    iw__elemrt *elems;         /* mod->nelems */
+    uint8_t *data_dropped;     /* mod->ndatas flags */
+    iw_memory *mem0;           /* mems[0] or NULL */
+};
+
+/* One activation record of the interpreter's explicit call stack. */
+typedef struct iw__frame {
+    const uint32_t *ret_pc;    /* where the caller continues */
+    iw__slot *fp;              /* caller's frame pointer */
+    iw_func *func;             /* the caller */
+} iw__frame;
+
+struct iw_store {
+    iw_config cfg;
+    iw__obj *objs;             /* every object created in the store */
+
+    iw__slot *stack;           /* cfg.stack_slots slots */
+    iw__slot *sp;              /* first free slot (reentrant calls start here) */
+    iw__frame *frames;         /* cfg.max_call_depth frames */
+    uint32_t depth;            /* frames in use */
+
+    bool fuel_on;              /* metering enabled (iw_store_set_fuel) */
+    int64_t fuel;              /* units left when fuel_on */
+
+    iw_trap trap;              /* last trap */
+    int64_t trap_func;         /* function index of the last trap, or -1 */
+    int exit_code;
+    char errmsg[256];
+};
+
+/* Host-call context (exec.c). */
+struct iw_call {
+    iw_store *store;
+    iw_instance *inst;         /* calling instance (NULL when the host called) */
+};
+
+/* Records a trap (or error) in the store. fmt may be NULL to use the trap's
+ * standard message. */
+void iw__store_trap(iw_store *s, iw_trap t, int64_t func, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/* Links a newly created object into its store. */
+void iw__store_adopt(iw_store *s, iw__obj *o, void (*destroy)(iw__obj *));
+
+/* Structural signature equality (call_indirect and import checks). */
+bool iw__functype_eq(const iw_functype *a, const iw_functype *b);
+
+/* Runs f with its arguments already in place at s->sp[0 .. nparams-1];
+ * results are left at s->sp[0 .. nresults-1].  Returns IW_OK, IW_TRAP or
+ * IW_EXIT (details in the store).  Defined in exec.c; used by iw_call_func
+ * and by instantiation (start function). */
+iw_status iw__exec(iw_store *s, iw_func *f);
+
+/* Memory growth shared by memory.grow and iw_memory_grow: returns the old
+ * page count or -1 (instance.c). */
+int64_t iw__memory_grow(iw_memory *m, uint32_t delta);
+/* Table growth: returns the old size or -1 (instance.c). */
+int64_t iw__table_grow(iw_table *t, uint32_t delta, iw__slot init);
+
+#endif /* ISOFLOW_WASM_INT_H */
