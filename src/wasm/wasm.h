@@ -163,7 +163,9 @@ typedef struct iw_extern {
 typedef struct iw_extern_desc {
     const char *module; /* import module name (NULL for exports) */
     const char *name;   /* import field name or export name */
+    size_t name_len;    /* byte length of name (it may contain NUL) */
     iw_extern_kind kind;
+    uint32_t index;     /* index in the module's space of that kind */
     iw_functype func;   /* kind == FUNC */
     uint8_t elemtype;   /* kind == TABLE: IW_FUNCREF or IW_EXTERNREF */
     iw_limits limits;   /* kind == TABLE or MEMORY (pages) */
@@ -249,6 +251,10 @@ IW_API iw_status iw_instantiate(iw_store *s, const iw_module *m,
 /* Looks up an export by name; IW_NOTFOUND when it does not exist. */
 IW_API iw_status iw_instance_export(const iw_instance *inst, const char *name,
                                     iw_extern *out /* OUT */);
+/* The same with an explicit byte length (export names may hold NUL). */
+IW_API iw_status iw_instance_export_n(const iw_instance *inst,
+                                      const char *name, size_t len,
+                                      iw_extern *out /* OUT */);
 /* Convenience: the exported function `name`, or NULL. */
 IW_API iw_func *iw_instance_func(const iw_instance *inst, const char *name);
 /* The instance's memory 0, or NULL when it has none (borrowed). */

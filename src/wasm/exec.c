@@ -1,0 +1,1461 @@
+/*
+ * exec.c - the interpreter: runs the translated internal code described in
+ * wasm_int.h ("Internal code") on an explicit frame stack, and the public
+ * call API (iw_call_func, host-call context, fuel).
+ *
+ * Numeric assumptions (checked nowhere, documented here): float and double
+ * are IEEE-754 binary32/binary64, FLT_EVAL_METHOD is 0 (no excess
+ * precision) and the floating-point environment stays in its default
+ * round-to-nearest-even mode.  Under these, C's + - * / sqrt and the integer
+ * to float conversions are correctly rounded as WebAssembly requires.
+ */
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#include "wasm_int.h"
+
+/* Values handed to a host function live in a local array up to this many
+ * parameters/results; larger signatures use the heap. */
+#define HOST_LOCAL_VALS 16
+
+/* ------------------------------------------------------------------------ */
+/* Portable integer helpers (no signed overflow, no implementation-defined
+ * conversions; the compiler folds them to plain instructions).            */
+
+static inline int32_t s32(uint32_t u)
+{
+    return u <= (uint32_t)INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
+}
+
+static inline int64_t s64(uint64_t u)
+{
+    return u <= (uint64_t)INT64_MAX ? (int64_t)u : -(int64_t)(~u) - 1;
+}
+
+static inline uint32_t sx8_32(uint32_t x)
+{
+    return ((x & 0xFFu) ^ 0x80u) - 0x80u;
+}
+
+static inline uint32_t sx16_32(uint32_t x)
+{
+    return ((x & 0xFFFFu) ^ 0x8000u) - 0x8000u;
+}
+
+static inline uint64_t sx8_64(uint64_t x)
+{
+    return ((x & 0xFFu) ^ 0x80u) - (uint64_t)0x80u;
+}
+
+static inline uint64_t sx16_64(uint64_t x)
+{
+    return ((x & 0xFFFFu) ^ 0x8000u) - (uint64_t)0x8000u;
+}
+
+static inline uint64_t sx32_64(uint64_t x)
+{
+    return ((x & 0xFFFFFFFFu) ^ 0x80000000u) - (uint64_t)0x80000000u;
+}
+
+/* Signed comparisons through a bias (avoids signed conversions). */
+static inline int lt_s32(uint32_t a, uint32_t b)
+{
+    return (a ^ 0x80000000u) < (b ^ 0x80000000u);
+}
+
+static inline int lt_s64(uint64_t a, uint64_t b)
+{
+    const uint64_t bias = (uint64_t)1 << 63;
+    return (a ^ bias) < (b ^ bias);
+}
+
+static inline uint32_t shr_s32(uint32_t a, uint32_t n)
+{
+    n &= 31u;
+    return (a >> 31) ? ~(~a >> n) : a >> n;
+}
+
+static inline uint64_t shr_s64(uint64_t a, uint64_t n)
+{
+    n &= 63u;
+    return (a >> 63) ? ~(~a >> n) : a >> n;
+}
+
+static inline uint32_t rotl32(uint32_t a, uint32_t n)
+{
+    n &= 31u;
+    return (a << n) | (a >> ((32u - n) & 31u));
+}
+
+static inline uint32_t rotr32(uint32_t a, uint32_t n)
+{
+    n &= 31u;
+    return (a >> n) | (a << ((32u - n) & 31u));
+}
+
+static inline uint64_t rotl64(uint64_t a, uint64_t n)
+{
+    n &= 63u;
+    return (a << n) | (a >> ((64u - n) & 63u));
+}
+
+static inline uint64_t rotr64(uint64_t a, uint64_t n)
+{
+    n &= 63u;
+    return (a >> n) | (a << ((64u - n) & 63u));
+}
+
+/* Signed division on magnitudes; the callers exclude b == 0 and the
+ * INT_MIN / -1 overflow (INT_MIN % -1 yields 0 naturally). */
+static inline uint32_t div_s32(uint32_t a, uint32_t b)
+{
+    uint32_t na = a >> 31, nb = b >> 31;
+    uint32_t q = (na ? 0u - a : a) / (nb ? 0u - b : b);
+    return (na ^ nb) ? 0u - q : q;
+}
+
+static inline uint32_t rem_s32(uint32_t a, uint32_t b)
+{
+    uint32_t na = a >> 31;
+    uint32_t r = (na ? 0u - a : a) % ((b >> 31) ? 0u - b : b);
+    return na ? 0u - r : r;
+}
+
+static inline uint64_t div_s64(uint64_t a, uint64_t b)
+{
+    uint64_t na = a >> 63, nb = b >> 63;
+    uint64_t q = (na ? 0u - a : a) / (nb ? 0u - b : b);
+    return (na ^ nb) ? 0u - q : q;
+}
+
+static inline uint64_t rem_s64(uint64_t a, uint64_t b)
+{
+    uint64_t na = a >> 63;
+    uint64_t r = (na ? 0u - a : a) % ((b >> 63) ? 0u - b : b);
+    return na ? 0u - r : r;
+}
+
+#if defined(__GNUC__) && UINT_MAX == 0xFFFFFFFFu &&                         \
+    ULLONG_MAX == 0xFFFFFFFFFFFFFFFFull
+#define IW_HAVE_BITOPS 1
+#endif
+
+static inline uint32_t clz32(uint32_t x)
+{
+#ifdef IW_HAVE_BITOPS
+    return x ? (uint32_t)__builtin_clz(x) : 32u;
+#else
+    uint32_t n = 0;
+    if (!x)
+        return 32u;
+    while (!(x & 0x80000000u)) {
+        x <<= 1;
+        n++;
+    }
+    return n;
+#endif
+}
+
+static inline uint32_t ctz32(uint32_t x)
+{
+#ifdef IW_HAVE_BITOPS
+    return x ? (uint32_t)__builtin_ctz(x) : 32u;
+#else
+    uint32_t n = 0;
+    if (!x)
+        return 32u;
+    while (!(x & 1u)) {
+        x >>= 1;
+        n++;
+    }
+    return n;
+#endif
+}
+
+static inline uint32_t popcnt32(uint32_t x)
+{
+#ifdef IW_HAVE_BITOPS
+    return (uint32_t)__builtin_popcount(x);
+#else
+    x = x - ((x >> 1) & 0x55555555u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    x = (x + (x >> 4)) & 0x0F0F0F0Fu;
+    return (x * 0x01010101u) >> 24;
+#endif
+}
+
+static inline uint64_t clz64(uint64_t x)
+{
+#ifdef IW_HAVE_BITOPS
+    return x ? (uint64_t)__builtin_clzll(x) : 64u;
+#else
+    uint32_t hi = (uint32_t)(x >> 32);
+    return hi ? clz32(hi) : 32u + clz32((uint32_t)x);
+#endif
+}
+
+static inline uint64_t ctz64(uint64_t x)
+{
+#ifdef IW_HAVE_BITOPS
+    return x ? (uint64_t)__builtin_ctzll(x) : 64u;
+#else
+    uint32_t lo = (uint32_t)x;
+    return lo ? ctz32(lo) : 32u + ctz32((uint32_t)(x >> 32));
+#endif
+}
+
+static inline uint64_t popcnt64(uint64_t x)
+{
+#ifdef IW_HAVE_BITOPS
+    return (uint64_t)__builtin_popcountll(x);
+#else
+    return popcnt32((uint32_t)x) + popcnt32((uint32_t)(x >> 32));
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
+/* Little-endian memory access on any host.                                 */
+
+static inline int host_is_big_endian(void)
+{
+    const union {
+        uint16_t u;
+        uint8_t b[2];
+    } t = {0x0102};
+    return t.b[0] == 0x01;
+}
+
+static inline uint16_t bswap16(uint16_t x)
+{
+    return (uint16_t)((x >> 8) | (x << 8));
+}
+
+static inline uint32_t bswap32(uint32_t x)
+{
+    return (x >> 24) | ((x >> 8) & 0xFF00u) | ((x << 8) & 0xFF0000u) |
+           (x << 24);
+}
+
+static inline uint64_t bswap64(uint64_t x)
+{
+    return ((uint64_t)bswap32((uint32_t)x) << 32) | bswap32((uint32_t)(x >> 32));
+}
+
+static inline uint32_t ld16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return host_is_big_endian() ? bswap16(v) : v;
+}
+
+static inline uint32_t ld32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return host_is_big_endian() ? bswap32(v) : v;
+}
+
+static inline uint64_t ld64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return host_is_big_endian() ? bswap64(v) : v;
+}
+
+static inline void st16(uint8_t *p, uint16_t v)
+{
+    if (host_is_big_endian())
+        v = bswap16(v);
+    memcpy(p, &v, 2);
+}
+
+static inline void st32(uint8_t *p, uint32_t v)
+{
+    if (host_is_big_endian())
+        v = bswap32(v);
+    memcpy(p, &v, 4);
+}
+
+static inline void st64(uint8_t *p, uint64_t v)
+{
+    if (host_is_big_endian())
+        v = bswap64(v);
+    memcpy(p, &v, 8);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Floating point: values travel as bits; these convert and implement the
+ * operations whose WebAssembly semantics differ from plain C.             */
+
+#define F32_SIGN 0x80000000u
+#define F32_QUIET 0x00400000u
+#define F64_SIGN ((uint64_t)1 << 63)
+#define F64_QUIET ((uint64_t)1 << 51)
+
+static inline float f32_of(iw__slot s)
+{
+    uint32_t b = (uint32_t)s;
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+static inline double f64_of(iw__slot s)
+{
+    double d;
+    memcpy(&d, &s, 8);
+    return d;
+}
+
+static inline iw__slot slot_f32(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    return b;
+}
+
+static inline iw__slot slot_f64(double d)
+{
+    uint64_t b;
+    memcpy(&b, &d, 8);
+    return b;
+}
+
+/* min/max: a NaN operand gives that NaN quieted; -0 < +0. */
+static inline iw__slot f32_min(iw__slot as, iw__slot bs)
+{
+    float a = f32_of(as), b = f32_of(bs);
+    if (a != a)
+        return (uint32_t)as | F32_QUIET;
+    if (b != b)
+        return (uint32_t)bs | F32_QUIET;
+    if (a == b) /* equal, or +0/-0: the sign bits OR (-0 wins) */
+        return (uint32_t)as | (uint32_t)bs;
+    return a < b ? (uint32_t)as : (uint32_t)bs;
+}
+
+static inline iw__slot f32_max(iw__slot as, iw__slot bs)
+{
+    float a = f32_of(as), b = f32_of(bs);
+    if (a != a)
+        return (uint32_t)as | F32_QUIET;
+    if (b != b)
+        return (uint32_t)bs | F32_QUIET;
+    if (a == b) /* +0 wins */
+        return (uint32_t)as & (uint32_t)bs;
+    return a > b ? (uint32_t)as : (uint32_t)bs;
+}
+
+static inline iw__slot f64_min(iw__slot as, iw__slot bs)
+{
+    double a = f64_of(as), b = f64_of(bs);
+    if (a != a)
+        return as | F64_QUIET;
+    if (b != b)
+        return bs | F64_QUIET;
+    if (a == b)
+        return as | bs;
+    return a < b ? as : bs;
+}
+
+static inline iw__slot f64_max(iw__slot as, iw__slot bs)
+{
+    double a = f64_of(as), b = f64_of(bs);
+    if (a != a)
+        return as | F64_QUIET;
+    if (b != b)
+        return bs | F64_QUIET;
+    if (a == b)
+        return as & bs;
+    return a > b ? as : bs;
+}
+
+/* nearest (round half to even) without depending on the rounding mode:
+ * for |x| < 2^23 the fraction x - trunc(x) is exact, so the decision is
+ * exact; larger values are already integral.  The sign of x is kept (so
+ * -0.5 gives -0). */
+static iw__slot f32_nearest(iw__slot xs)
+{
+    float x = f32_of(xs), r;
+    int32_t i;
+    float d;
+    if (x != x)
+        return (uint32_t)xs | F32_QUIET;
+    if (!(x > -8388608.0f && x < 8388608.0f))
+        return (uint32_t)xs;
+    i = (int32_t)x;
+    d = x - (float)i;
+    if (d > 0.5f || (d == 0.5f && (i % 2) != 0))
+        i++;
+    else if (d < -0.5f || (d == -0.5f && (i % 2) != 0))
+        i--;
+    r = (float)i;
+    return slot_f32(r) | ((uint32_t)xs & F32_SIGN);
+}
+
+static iw__slot f64_nearest(iw__slot xs)
+{
+    double x = f64_of(xs), r;
+    int64_t i;
+    double d;
+    if (x != x)
+        return xs | F64_QUIET;
+    if (!(x > -4503599627370496.0 && x < 4503599627370496.0))
+        return xs;
+    i = (int64_t)x;
+    d = x - (double)i;
+    if (d > 0.5 || (d == 0.5 && (i % 2) != 0))
+        i++;
+    else if (d < -0.5 || (d == -0.5 && (i % 2) != 0))
+        i--;
+    r = (double)i;
+    return slot_f64(r) | (xs & F64_SIGN);
+}
+
+/* u64 -> f32 rounded once: values >= 2^53 first fold their low 11 bits into
+ * a sticky bit (far below f32's rounding bit), which makes the u64 -> double
+ * step exact, so only the double -> float step rounds. */
+static inline float u64_to_f32(uint64_t x)
+{
+    if (x >> 53)
+        x = (x & ~(uint64_t)0x7FF) | ((x & 0x7FF) ? 0x800u : 0u);
+    return (float)(double)x;
+}
+
+static inline float i64_to_f32(uint64_t x)
+{
+    if (x >> 63)
+        return -u64_to_f32(0u - x);
+    return u64_to_f32(x);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Value conversion between iw_val and slots.                               */
+
+static iw__slot val_to_slot(uint8_t type, const iw_val *v)
+{
+    switch (type) {
+    case IW_I32:
+        return (uint32_t)v->of.i32;
+    case IW_I64:
+        return (uint64_t)v->of.i64;
+    case IW_F32:
+        return v->of.f32;
+    case IW_F64:
+        return v->of.f64;
+    default:
+        return (uint64_t)(uintptr_t)v->of.ref;
+    }
+}
+
+static void slot_to_val(uint8_t type, iw__slot s, iw_val *v)
+{
+    v->type = type;
+    switch (type) {
+    case IW_I32:
+        v->of.i32 = s32((uint32_t)s);
+        break;
+    case IW_I64:
+        v->of.i64 = s64(s);
+        break;
+    case IW_F32:
+        v->of.f32 = (uint32_t)s;
+        break;
+    case IW_F64:
+        v->of.f64 = s;
+        break;
+    default:
+        v->of.ref = (void *)(uintptr_t)s;
+        break;
+    }
+}
+
+/* True when `need` slots starting at p fit in the store's value stack. */
+static inline bool stack_room(const iw_store *s, const iw__slot *p,
+                              uint64_t need)
+{
+    size_t used = (size_t)(p - s->stack);
+    return used <= s->cfg.stack_slots &&
+           need <= (uint64_t)(s->cfg.stack_slots - used);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Host calls.                                                              */
+
+/* Calls host function hf with its nparams arguments at base[0..] and, on
+ * IW_OK, leaves its results at base[0..nresults-1].  `caller` is the calling
+ * instance (NULL when the embedder called hf directly), caller_idx the
+ * calling function's index for trap reports (-1 if none).  The caller has
+ * checked stack room for max(nparams, nresults) slots at base.  Nested
+ * calls made by the host start at base + nparams.  Returns IW_OK, IW_TRAP,
+ * IW_EXIT or IW_NOMEM; everything but IW_OK is recorded in the store. */
+static iw_status call_host(iw_store *s, iw_func *hf, iw_instance *caller,
+                           iw__slot *base, int64_t caller_idx)
+{
+    const iw_functype *t = &hf->type;
+    iw_val local[2 * HOST_LOCAL_VALS];
+    iw_val *args = local, *res = local + HOST_LOCAL_VALS, *heap = NULL;
+    iw_trap old_trap = s->trap;
+    struct iw_call call;
+    iw_status st;
+    uint32_t i;
+
+    if (t->nparams > HOST_LOCAL_VALS || t->nresults > HOST_LOCAL_VALS) {
+        heap = iw__calloc((size_t)t->nparams + t->nresults, sizeof(iw_val));
+        if (!heap) {
+            iw__store_trap(s, IW_TRAP_NONE, caller_idx,
+                           "out of memory calling a host function");
+            return IW_NOMEM;
+        }
+        args = heap;
+        res = heap + t->nparams;
+    }
+    for (i = 0; i < t->nparams; i++)
+        slot_to_val(t->params[i], base[i], &args[i]);
+    for (i = 0; i < t->nresults; i++) {
+        res[i].type = t->results[i];
+        res[i].of.i64 = 0;
+    }
+    call.store = s;
+    call.inst = caller;
+    s->sp = base + t->nparams;
+    s->trap = IW_TRAP_NONE;
+
+    st = hf->host(&call, args, res, hf->host_data);
+
+    switch (st) {
+    case IW_OK:
+        s->trap = old_trap;
+        for (i = 0; i < t->nresults; i++)
+            base[i] = val_to_slot(t->results[i], &res[i]);
+        break;
+    case IW_TRAP:
+        if (s->trap == IW_TRAP_NONE)
+            iw__store_trap(s, IW_TRAP_HOST, caller_idx, NULL);
+        else if (s->trap_func < 0)
+            s->trap_func = caller_idx;
+        break;
+    case IW_EXIT:
+        if (s->trap != IW_TRAP_EXIT)
+            iw__store_trap(s, IW_TRAP_EXIT, caller_idx, NULL);
+        break;
+    case IW_NOMEM:
+        if (s->trap == IW_TRAP_NONE)
+            iw__store_trap(s, IW_TRAP_NONE, caller_idx,
+                           "host function ran out of memory");
+        break;
+    default:
+        iw__store_trap(s, IW_TRAP_HOST, caller_idx,
+                       "host function returned %s", iw_status_name(st));
+        st = IW_TRAP;
+        break;
+    }
+    iw__free(heap);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The interpreter.                                                         */
+
+/* Dispatch: NEXT() fetches and decodes the next opcode.  Handlers keep all
+ * state in locals so that a computed-goto dispatch can replace the switch
+ * later by redefining NEXT/CASE. */
+#define CASE(op) case op:
+#define NEXT() goto dispatch
+#define TRAP(code)                                                           \
+    do {                                                                     \
+        tc = (code);                                                         \
+        goto trap;                                                           \
+    } while (0)
+
+#define RELOAD_MEM()                                                         \
+    do {                                                                     \
+        iw_memory *m0_ = inst->mem0;                                         \
+        mbase = m0_ ? m0_->data : NULL;                                      \
+        msize = m0_ ? m0_->size : 0;                                         \
+    } while (0)
+
+#define FUEL()                                                               \
+    do {                                                                     \
+        if (s->fuel_on) {                                                    \
+            if (s->fuel <= 0)                                                \
+                TRAP(IW_TRAP_OUT_OF_FUEL);                                   \
+            s->fuel--;                                                       \
+        }                                                                    \
+    } while (0)
+
+/* Operand helpers.  a is the deeper operand, b the top. */
+#define UN32(expr)                                                           \
+    {                                                                        \
+        uint32_t a = (uint32_t)sp[-1];                                       \
+        sp[-1] = (uint32_t)(expr);                                           \
+    }                                                                        \
+    NEXT()
+#define BIN32(expr)                                                          \
+    {                                                                        \
+        uint32_t a = (uint32_t)sp[-2], b = (uint32_t)sp[-1];                 \
+        sp--;                                                                \
+        sp[-1] = (uint32_t)(expr);                                           \
+    }                                                                        \
+    NEXT()
+#define UN64(expr)                                                           \
+    {                                                                        \
+        uint64_t a = sp[-1];                                                 \
+        sp[-1] = (uint64_t)(expr);                                           \
+    }                                                                        \
+    NEXT()
+#define BIN64(expr)                                                          \
+    {                                                                        \
+        uint64_t a = sp[-2], b = sp[-1];                                     \
+        sp--;                                                                \
+        sp[-1] = (uint64_t)(expr);                                           \
+    }                                                                        \
+    NEXT()
+/* i64 comparisons produce an i32. */
+#define CMP64(expr)                                                          \
+    {                                                                        \
+        uint64_t a = sp[-2], b = sp[-1];                                     \
+        sp--;                                                                \
+        sp[-1] = (expr) ? 1u : 0u;                                           \
+    }                                                                        \
+    NEXT()
+/* Rounding operations via libm; NaNs are quieted here because libm may
+ * return a signaling NaN unchanged. */
+#define ROUNDF32(fn)                                                         \
+    {                                                                        \
+        float a = f32_of(sp[-1]);                                            \
+        sp[-1] = a != a ? ((uint32_t)sp[-1] | F32_QUIET) : slot_f32(fn(a));  \
+    }                                                                        \
+    NEXT()
+#define ROUNDF64(fn)                                                         \
+    {                                                                        \
+        double a = f64_of(sp[-1]);                                           \
+        sp[-1] = a != a ? (sp[-1] | F64_QUIET) : slot_f64(fn(a));            \
+    }                                                                        \
+    NEXT()
+#define BINF32(expr)                                                         \
+    {                                                                        \
+        float a = f32_of(sp[-2]), b = f32_of(sp[-1]);                        \
+        sp--;                                                                \
+        sp[-1] = slot_f32(expr);                                             \
+    }                                                                        \
+    NEXT()
+#define CMPF32(expr)                                                         \
+    {                                                                        \
+        float a = f32_of(sp[-2]), b = f32_of(sp[-1]);                        \
+        sp--;                                                                \
+        sp[-1] = (expr) ? 1u : 0u;                                           \
+    }                                                                        \
+    NEXT()
+#define BINF64(expr)                                                         \
+    {                                                                        \
+        double a = f64_of(sp[-2]), b = f64_of(sp[-1]);                       \
+        sp--;                                                                \
+        sp[-1] = slot_f64(expr);                                             \
+    }                                                                        \
+    NEXT()
+#define CMPF64(expr)                                                         \
+    {                                                                        \
+        double a = f64_of(sp[-2]), b = f64_of(sp[-1]);                       \
+        sp--;                                                                \
+        sp[-1] = (expr) ? 1u : 0u;                                           \
+    }                                                                        \
+    NEXT()
+
+/* Loads: the address is the top operand, OFFSET the immediate.  The
+ * effective address is computed in 64 bits so it cannot wrap. */
+#define LOAD(n, expr)                                                        \
+    {                                                                        \
+        uint64_t ea = (uint64_t)(uint32_t)sp[-1] + pc[0];                    \
+        const uint8_t *p;                                                    \
+        pc++;                                                                \
+        if (ea + (n) > msize)                                                \
+            TRAP(IW_TRAP_OOB_MEMORY);                                        \
+        p = mbase + ea;                                                      \
+        sp[-1] = (expr);                                                     \
+    }                                                                        \
+    NEXT()
+/* Stores: [address, value]. */
+#define STORE(n, stmt)                                                       \
+    {                                                                        \
+        uint64_t ea = (uint64_t)(uint32_t)sp[-2] + pc[0];                    \
+        uint64_t v = sp[-1];                                                 \
+        uint8_t *p;                                                          \
+        pc++;                                                                \
+        if (ea + (n) > msize)                                                \
+            TRAP(IW_TRAP_OOB_MEMORY);                                        \
+        p = mbase + ea;                                                      \
+        stmt;                                                                \
+        sp -= 2;                                                             \
+    }                                                                        \
+    NEXT()
+
+/* Trapping float -> integer truncation: NaN is an invalid conversion, a
+ * value whose truncation lies outside (LO, HI) exclusive an overflow. */
+#define TRUNC(ftype, of, lo, hi, conv)                                       \
+    {                                                                        \
+        ftype x = of(sp[-1]);                                                \
+        if (x != x)                                                          \
+            TRAP(IW_TRAP_INVALID_CONV);                                      \
+        if (!(x > (lo) && x < (hi)))                                         \
+            TRAP(IW_TRAP_INT_OVERFLOW);                                      \
+        sp[-1] = conv;                                                       \
+    }                                                                        \
+    NEXT()
+/* Saturating truncation: NaN -> 0, out of range -> the nearest bound. */
+#define TRUNC_SAT(ftype, of, lo, hi, minv, maxv, conv)                       \
+    {                                                                        \
+        ftype x = of(sp[-1]);                                                \
+        if (x != x)                                                          \
+            sp[-1] = 0;                                                      \
+        else if (!(x > (lo)))                                                \
+            sp[-1] = (minv);                                                 \
+        else if (!(x < (hi)))                                                \
+            sp[-1] = (maxv);                                                 \
+        else                                                                 \
+            sp[-1] = conv;                                                   \
+    }                                                                        \
+    NEXT()
+
+/* Exclusive bounds of the truncating conversions.  For f32 sources the
+ * lower signed bound is the next float below INT_MIN (INT_MIN itself is
+ * representable and valid). */
+#define F32_I32_LO -2147483904.0f
+#define F32_I32_HI 2147483648.0f
+#define F64_I32_LO -2147483649.0
+#define F64_I32_HI 2147483648.0
+#define F32_U32_HI 4294967296.0f
+#define F64_U32_HI 4294967296.0
+#define F32_I64_LO -9223373136366403584.0f
+#define F32_I64_HI 9223372036854775808.0f
+#define F64_I64_LO -9223372036854777856.0
+#define F64_I64_HI 9223372036854775808.0
+#define F32_U64_HI 18446744073709551616.0f
+#define F64_U64_HI 18446744073709551616.0
+
+/*
+ * Runs f with its arguments at s->sp[0..nparams-1] and leaves its results at
+ * s->sp[0..nresults-1]; s->sp and s->depth are restored on every return.
+ * Wasm-to-wasm calls push iw__frame records on s->frames (no C recursion);
+ * the entry frame has ret_pc == NULL, and returning into it ends the run.
+ * Returns IW_OK, IW_TRAP or IW_EXIT (IW_NOMEM only if a host call with many
+ * values cannot allocate); details are recorded in the store.
+ */
+iw_status iw__exec(iw_store *s, iw_func *f)
+{
+    iw__slot *const entry_sp = s->sp;
+    const uint32_t entry_depth = s->depth;
+    iw_func *cur = f, *callee = NULL;
+    iw_instance *inst;
+    const uint32_t *ops, *pc;
+    iw__slot *fp, *sp;
+    uint8_t *mbase;
+    uint64_t msize;
+    iw_trap tc = IW_TRAP_NONE;
+    iw_status st;
+
+    if (!s->stack || !s->frames || !entry_sp) {
+        iw__store_trap(s, IW_TRAP_STACK_EXHAUSTED, -1, NULL);
+        return IW_TRAP;
+    }
+
+    /* Entry: consume the call's fuel, check depth and room. */
+    if (s->fuel_on) {
+        if (s->fuel <= 0) {
+            tc = IW_TRAP_OUT_OF_FUEL;
+            goto entry_trap;
+        }
+        s->fuel--;
+    }
+    if (s->depth >= s->cfg.max_call_depth) {
+        tc = IW_TRAP_STACK_EXHAUSTED;
+        goto entry_trap;
+    }
+    if (f->host) {
+        uint32_t need = f->type.nparams > f->type.nresults ? f->type.nparams
+                                                           : f->type.nresults;
+        if (!stack_room(s, entry_sp, need)) {
+            tc = IW_TRAP_STACK_EXHAUSTED;
+            goto entry_trap;
+        }
+        s->frames[s->depth].ret_pc = NULL;
+        s->frames[s->depth].fp = NULL;
+        s->frames[s->depth].func = NULL;
+        s->depth++;
+        st = call_host(s, f, NULL, entry_sp, -1);
+        s->depth = entry_depth;
+        s->sp = entry_sp;
+        return st;
+    }
+    if (!stack_room(s, entry_sp, f->code->max_height)) {
+        tc = IW_TRAP_STACK_EXHAUSTED;
+        goto entry_trap;
+    }
+    s->frames[s->depth].ret_pc = NULL;
+    s->frames[s->depth].fp = NULL;
+    s->frames[s->depth].func = NULL;
+    s->depth++;
+
+    fp = entry_sp;
+    sp = fp + f->type.nparams;
+    if (f->code->nlocals) {
+        memset(sp, 0, (size_t)f->code->nlocals * sizeof(iw__slot));
+        sp += f->code->nlocals;
+    }
+    inst = f->inst;
+    ops = f->code->ops;
+    pc = ops;
+    RELOAD_MEM();
+
+dispatch:
+    switch (*pc++) {
+    /* ---- control ---------------------------------------------------- */
+    CASE(0x00) TRAP(IW_TRAP_UNREACHABLE);
+    CASE(0x01) NEXT(); /* nop (not emitted; harmless) */
+    CASE(0x03) FUEL(); NEXT();
+    CASE(0x04)
+        sp--;
+        if ((uint32_t)*sp)
+            pc++;
+        else
+            pc = ops + pc[0];
+        NEXT();
+    CASE(0x05) pc = ops + pc[0]; NEXT();
+    CASE(0x0C)
+    do_br: {
+        /* pc points at TARGET HEIGHT ARITY; the destination is never
+         * above the source, so a forward copy is safe. */
+        uint32_t ar = pc[2], i;
+        iw__slot *dst = fp + pc[1], *src = sp - ar;
+        if (dst != src)
+            for (i = 0; i < ar; i++)
+                dst[i] = src[i];
+        sp = dst + ar;
+        pc = ops + pc[0];
+        NEXT();
+    }
+    CASE(0x0D)
+        sp--;
+        if ((uint32_t)*sp)
+            goto do_br;
+        pc += 3;
+        NEXT();
+    CASE(0x0E) {
+        uint32_t n = pc[0], i = (uint32_t)*--sp;
+        if (i > n)
+            i = n;
+        pc += 1 + (size_t)3 * i;
+        goto do_br;
+    }
+    CASE(0x0F) {
+        uint32_t ar = pc[0], i;
+        iw__slot *src = sp - ar;
+        const iw__frame *fr;
+        for (i = 0; i < ar; i++)
+            fp[i] = src[i];
+        sp = fp + ar;
+        fr = &s->frames[--s->depth];
+        if (!fr->ret_pc)
+            goto done;
+        pc = fr->ret_pc;
+        fp = fr->fp;
+        cur = fr->func;
+        inst = cur->inst;
+        ops = cur->code->ops;
+        RELOAD_MEM();
+        NEXT();
+    }
+    CASE(0x10)
+        callee = inst->funcs[pc[0]];
+        pc++;
+        goto do_call;
+    CASE(0x11) {
+        uint32_t typeidx = pc[0], i = (uint32_t)*--sp;
+        const iw_table *t = inst->tables[pc[1]];
+        pc += 2;
+        if (i >= t->size)
+            TRAP(IW_TRAP_UNDEFINED_ELEMENT);
+        if (!t->elems[i])
+            TRAP(IW_TRAP_UNINIT_ELEMENT);
+        callee = (iw_func *)(uintptr_t)t->elems[i];
+        if (!iw__functype_eq(&callee->type, &inst->mod->types[typeidx]))
+            TRAP(IW_TRAP_INDIRECT_MISMATCH);
+        goto do_call;
+    }
+    do_call: {
+        /* callee's arguments are the top nparams operands; pc is the
+         * caller's continuation. */
+        const iw__code *code;
+        iw__slot *nfp = sp - callee->type.nparams;
+        iw__frame *fr;
+        FUEL();
+        if (s->depth >= s->cfg.max_call_depth)
+            TRAP(IW_TRAP_STACK_EXHAUSTED);
+        fr = &s->frames[s->depth];
+        fr->ret_pc = pc;
+        fr->fp = fp;
+        fr->func = cur;
+        if (callee->host) {
+            s->depth++;
+            st = call_host(s, callee, inst, nfp, cur->index);
+            s->depth--;
+            if (st != IW_OK)
+                goto fail;
+            sp = nfp + callee->type.nresults;
+            RELOAD_MEM();
+            NEXT();
+        }
+        code = callee->code;
+        if (!stack_room(s, nfp, code->max_height))
+            TRAP(IW_TRAP_STACK_EXHAUSTED);
+        s->depth++;
+        fp = nfp;
+        sp = fp + callee->type.nparams;
+        if (code->nlocals) {
+            memset(sp, 0, (size_t)code->nlocals * sizeof(iw__slot));
+            sp += code->nlocals;
+        }
+        cur = callee;
+        inst = callee->inst;
+        ops = code->ops;
+        pc = ops;
+        RELOAD_MEM();
+        NEXT();
+    }
+
+    /* ---- parametric and variables ------------------------------------- */
+    CASE(0x1A) sp--; NEXT();
+    CASE(0x1B) {
+        uint32_t c = (uint32_t)sp[-1];
+        sp -= 2;
+        if (!c)
+            sp[-1] = sp[0];
+        NEXT();
+    }
+    CASE(0x20) *sp++ = fp[pc[0]]; pc++; NEXT();
+    CASE(0x21) fp[pc[0]] = *--sp; pc++; NEXT();
+    CASE(0x22) fp[pc[0]] = sp[-1]; pc++; NEXT();
+    CASE(0x23) *sp++ = inst->globals[pc[0]]->val; pc++; NEXT();
+    CASE(0x24) inst->globals[pc[0]]->val = *--sp; pc++; NEXT();
+    CASE(0x25) {
+        const iw_table *t = inst->tables[pc[0]];
+        uint32_t i = (uint32_t)sp[-1];
+        pc++;
+        if (i >= t->size)
+            TRAP(IW_TRAP_OOB_TABLE);
+        sp[-1] = t->elems[i];
+        NEXT();
+    }
+    CASE(0x26) {
+        iw_table *t = inst->tables[pc[0]];
+        uint32_t i = (uint32_t)sp[-2];
+        pc++;
+        if (i >= t->size)
+            TRAP(IW_TRAP_OOB_TABLE);
+        t->elems[i] = sp[-1];
+        sp -= 2;
+        NEXT();
+    }
+
+    /* ---- memory ------------------------------------------------------- */
+    CASE(0x28) LOAD(4, ld32(p));
+    CASE(0x29) LOAD(8, ld64(p));
+    CASE(0x2A) LOAD(4, ld32(p));
+    CASE(0x2B) LOAD(8, ld64(p));
+    CASE(0x2C) LOAD(1, sx8_32(p[0]));
+    CASE(0x2D) LOAD(1, p[0]);
+    CASE(0x2E) LOAD(2, sx16_32(ld16(p)));
+    CASE(0x2F) LOAD(2, ld16(p));
+    CASE(0x30) LOAD(1, sx8_64(p[0]));
+    CASE(0x31) LOAD(1, p[0]);
+    CASE(0x32) LOAD(2, sx16_64(ld16(p)));
+    CASE(0x33) LOAD(2, ld16(p));
+    CASE(0x34) LOAD(4, sx32_64(ld32(p)));
+    CASE(0x35) LOAD(4, ld32(p));
+    CASE(0x36) STORE(4, st32(p, (uint32_t)v));
+    CASE(0x37) STORE(8, st64(p, v));
+    CASE(0x38) STORE(4, st32(p, (uint32_t)v));
+    CASE(0x39) STORE(8, st64(p, v));
+    CASE(0x3A) STORE(1, p[0] = (uint8_t)v);
+    CASE(0x3B) STORE(2, st16(p, (uint16_t)v));
+    CASE(0x3C) STORE(1, p[0] = (uint8_t)v);
+    CASE(0x3D) STORE(2, st16(p, (uint16_t)v));
+    CASE(0x3E) STORE(4, st32(p, (uint32_t)v));
+    CASE(0x3F) *sp++ = msize >> 16; NEXT();
+    CASE(0x40) {
+        int64_t r = inst->mem0 ? iw__memory_grow(inst->mem0, (uint32_t)sp[-1])
+                               : -1;
+        sp[-1] = (uint32_t)r; /* -1 becomes 0xFFFFFFFF */
+        RELOAD_MEM();
+        NEXT();
+    }
+
+    /* ---- constants ---------------------------------------------------- */
+    CASE(0x41) *sp++ = pc[0]; pc++; NEXT();
+    CASE(0x42) *sp++ = pc[0] | (uint64_t)pc[1] << 32; pc += 2; NEXT();
+    CASE(0x43) *sp++ = pc[0]; pc++; NEXT();
+    CASE(0x44) *sp++ = pc[0] | (uint64_t)pc[1] << 32; pc += 2; NEXT();
+
+    /* ---- i32 / i64 comparisons ---------------------------------------- */
+    CASE(0x45) UN32(a == 0);
+    CASE(0x46) BIN32(a == b);
+    CASE(0x47) BIN32(a != b);
+    CASE(0x48) BIN32(lt_s32(a, b));
+    CASE(0x49) BIN32(a < b);
+    CASE(0x4A) BIN32(lt_s32(b, a));
+    CASE(0x4B) BIN32(a > b);
+    CASE(0x4C) BIN32(!lt_s32(b, a));
+    CASE(0x4D) BIN32(a <= b);
+    CASE(0x4E) BIN32(!lt_s32(a, b));
+    CASE(0x4F) BIN32(a >= b);
+    CASE(0x50) { sp[-1] = sp[-1] == 0 ? 1u : 0u; NEXT(); }
+    CASE(0x51) CMP64(a == b);
+    CASE(0x52) CMP64(a != b);
+    CASE(0x53) CMP64(lt_s64(a, b));
+    CASE(0x54) CMP64(a < b);
+    CASE(0x55) CMP64(lt_s64(b, a));
+    CASE(0x56) CMP64(a > b);
+    CASE(0x57) CMP64(!lt_s64(b, a));
+    CASE(0x58) CMP64(a <= b);
+    CASE(0x59) CMP64(!lt_s64(a, b));
+    CASE(0x5A) CMP64(a >= b);
+
+    /* ---- float comparisons -------------------------------------------- */
+    CASE(0x5B) CMPF32(a == b);
+    CASE(0x5C) CMPF32(a != b);
+    CASE(0x5D) CMPF32(a < b);
+    CASE(0x5E) CMPF32(a > b);
+    CASE(0x5F) CMPF32(a <= b);
+    CASE(0x60) CMPF32(a >= b);
+    CASE(0x61) CMPF64(a == b);
+    CASE(0x62) CMPF64(a != b);
+    CASE(0x63) CMPF64(a < b);
+    CASE(0x64) CMPF64(a > b);
+    CASE(0x65) CMPF64(a <= b);
+    CASE(0x66) CMPF64(a >= b);
+
+    /* ---- i32 arithmetic ----------------------------------------------- */
+    CASE(0x67) UN32(clz32(a));
+    CASE(0x68) UN32(ctz32(a));
+    CASE(0x69) UN32(popcnt32(a));
+    CASE(0x6A) BIN32(a + b);
+    CASE(0x6B) BIN32(a - b);
+    CASE(0x6C) BIN32(a * b);
+    CASE(0x6D) {
+        uint32_t a = (uint32_t)sp[-2], b = (uint32_t)sp[-1];
+        if (b == 0)
+            TRAP(IW_TRAP_DIV_ZERO);
+        if (a == 0x80000000u && b == 0xFFFFFFFFu)
+            TRAP(IW_TRAP_INT_OVERFLOW);
+        sp--;
+        sp[-1] = div_s32(a, b);
+        NEXT();
+    }
+    CASE(0x6E) {
+        uint32_t a = (uint32_t)sp[-2], b = (uint32_t)sp[-1];
+        if (b == 0)
+            TRAP(IW_TRAP_DIV_ZERO);
+        sp--;
+        sp[-1] = a / b;
+        NEXT();
+    }
+    CASE(0x6F) {
+        uint32_t a = (uint32_t)sp[-2], b = (uint32_t)sp[-1];
+        if (b == 0)
+            TRAP(IW_TRAP_DIV_ZERO);
+        sp--;
+        sp[-1] = rem_s32(a, b);
+        NEXT();
+    }
+    CASE(0x70) {
+        uint32_t a = (uint32_t)sp[-2], b = (uint32_t)sp[-1];
+        if (b == 0)
+            TRAP(IW_TRAP_DIV_ZERO);
+        sp--;
+        sp[-1] = a % b;
+        NEXT();
+    }
+    CASE(0x71) BIN32(a & b);
+    CASE(0x72) BIN32(a | b);
+    CASE(0x73) BIN32(a ^ b);
+    CASE(0x74) BIN32(a << (b & 31u));
+    CASE(0x75) BIN32(shr_s32(a, b));
+    CASE(0x76) BIN32(a >> (b & 31u));
+    CASE(0x77) BIN32(rotl32(a, b));
+    CASE(0x78) BIN32(rotr32(a, b));
+
+    /* ---- i64 arithmetic ----------------------------------------------- */
+    CASE(0x79) UN64(clz64(a));
+    CASE(0x7A) UN64(ctz64(a));
+    CASE(0x7B) UN64(popcnt64(a));
+    CASE(0x7C) BIN64(a + b);
+    CASE(0x7D) BIN64(a - b);
+    CASE(0x7E) BIN64(a * b);
+    CASE(0x7F) {
+        uint64_t a = sp[-2], b = sp[-1];
+        if (b == 0)
+            TRAP(IW_TRAP_DIV_ZERO);
+        if (a == F64_SIGN && b == UINT64_MAX)
+            TRAP(IW_TRAP_INT_OVERFLOW);
+        sp--;
+        sp[-1] = div_s64(a, b);
+        NEXT();
+    }
+    CASE(0x80) {
+        uint64_t a = sp[-2], b = sp[-1];
+        if (b == 0)
+            TRAP(IW_TRAP_DIV_ZERO);
+        sp--;
+        sp[-1] = a / b;
+        NEXT();
+    }
+    CASE(0x81) {
+        uint64_t a = sp[-2], b = sp[-1];
+        if (b == 0)
+            TRAP(IW_TRAP_DIV_ZERO);
+        sp--;
+        sp[-1] = rem_s64(a, b);
+        NEXT();
+    }
+    CASE(0x82) {
+        uint64_t a = sp[-2], b = sp[-1];
+        if (b == 0)
+            TRAP(IW_TRAP_DIV_ZERO);
+        sp--;
+        sp[-1] = a % b;
+        NEXT();
+    }
+    CASE(0x83) BIN64(a & b);
+    CASE(0x84) BIN64(a | b);
+    CASE(0x85) BIN64(a ^ b);
+    CASE(0x86) BIN64(a << (b & 63u));
+    CASE(0x87) BIN64(shr_s64(a, b));
+    CASE(0x88) BIN64(a >> (b & 63u));
+    CASE(0x89) BIN64(rotl64(a, b));
+    CASE(0x8A) BIN64(rotr64(a, b));
+
+    /* ---- f32 arithmetic (abs/neg/copysign on bits: NaN payloads kept) -- */
+    CASE(0x8B) { sp[-1] = (uint32_t)sp[-1] & ~F32_SIGN; NEXT(); }
+    CASE(0x8C) { sp[-1] = (uint32_t)sp[-1] ^ F32_SIGN; NEXT(); }
+    CASE(0x8D) ROUNDF32(ceilf);
+    CASE(0x8E) ROUNDF32(floorf);
+    CASE(0x8F) ROUNDF32(truncf);
+    CASE(0x90) { sp[-1] = f32_nearest(sp[-1]); NEXT(); }
+    CASE(0x91) ROUNDF32(sqrtf);
+    CASE(0x92) BINF32(a + b);
+    CASE(0x93) BINF32(a - b);
+    CASE(0x94) BINF32(a * b);
+    CASE(0x95) BINF32(a / b);
+    CASE(0x96) { sp[-2] = f32_min(sp[-2], sp[-1]); sp--; NEXT(); }
+    CASE(0x97) { sp[-2] = f32_max(sp[-2], sp[-1]); sp--; NEXT(); }
+    CASE(0x98) {
+        sp[-2] = ((uint32_t)sp[-2] & ~F32_SIGN) | ((uint32_t)sp[-1] & F32_SIGN);
+        sp--;
+        NEXT();
+    }
+
+    /* ---- f64 arithmetic ----------------------------------------------- */
+    CASE(0x99) { sp[-1] &= ~F64_SIGN; NEXT(); }
+    CASE(0x9A) { sp[-1] ^= F64_SIGN; NEXT(); }
+    CASE(0x9B) ROUNDF64(ceil);
+    CASE(0x9C) ROUNDF64(floor);
+    CASE(0x9D) ROUNDF64(trunc);
+    CASE(0x9E) { sp[-1] = f64_nearest(sp[-1]); NEXT(); }
+    CASE(0x9F) ROUNDF64(sqrt);
+    CASE(0xA0) BINF64(a + b);
+    CASE(0xA1) BINF64(a - b);
+    CASE(0xA2) BINF64(a * b);
+    CASE(0xA3) BINF64(a / b);
+    CASE(0xA4) { sp[-2] = f64_min(sp[-2], sp[-1]); sp--; NEXT(); }
+    CASE(0xA5) { sp[-2] = f64_max(sp[-2], sp[-1]); sp--; NEXT(); }
+    CASE(0xA6) {
+        sp[-2] = (sp[-2] & ~F64_SIGN) | (sp[-1] & F64_SIGN);
+        sp--;
+        NEXT();
+    }
+
+    /* ---- conversions -------------------------------------------------- */
+    CASE(0xA7) { sp[-1] = (uint32_t)sp[-1]; NEXT(); }
+    CASE(0xA8) TRUNC(float, f32_of, F32_I32_LO, F32_I32_HI,
+                     (uint32_t)(int32_t)x);
+    CASE(0xA9) TRUNC(float, f32_of, -1.0f, F32_U32_HI, (uint32_t)x);
+    CASE(0xAA) TRUNC(double, f64_of, F64_I32_LO, F64_I32_HI,
+                     (uint32_t)(int32_t)x);
+    CASE(0xAB) TRUNC(double, f64_of, -1.0, F64_U32_HI, (uint32_t)x);
+    CASE(0xAC) { sp[-1] = sx32_64(sp[-1]); NEXT(); }
+    CASE(0xAD) { sp[-1] = (uint32_t)sp[-1]; NEXT(); }
+    CASE(0xAE) TRUNC(float, f32_of, F32_I64_LO, F32_I64_HI,
+                     (uint64_t)(int64_t)x);
+    CASE(0xAF) TRUNC(float, f32_of, -1.0f, F32_U64_HI, (uint64_t)x);
+    CASE(0xB0) TRUNC(double, f64_of, F64_I64_LO, F64_I64_HI,
+                     (uint64_t)(int64_t)x);
+    CASE(0xB1) TRUNC(double, f64_of, -1.0, F64_U64_HI, (uint64_t)x);
+    CASE(0xB2) { sp[-1] = slot_f32((float)s32((uint32_t)sp[-1])); NEXT(); }
+    CASE(0xB3) { sp[-1] = slot_f32((float)(uint32_t)sp[-1]); NEXT(); }
+    CASE(0xB4) { sp[-1] = slot_f32(i64_to_f32(sp[-1])); NEXT(); }
+    CASE(0xB5) { sp[-1] = slot_f32(u64_to_f32(sp[-1])); NEXT(); }
+    CASE(0xB6) { sp[-1] = slot_f32((float)f64_of(sp[-1])); NEXT(); }
+    CASE(0xB7) { sp[-1] = slot_f64((double)s32((uint32_t)sp[-1])); NEXT(); }
+    CASE(0xB8) { sp[-1] = slot_f64((double)(uint32_t)sp[-1]); NEXT(); }
+    CASE(0xB9) { sp[-1] = slot_f64((double)s64(sp[-1])); NEXT(); }
+    CASE(0xBA) { sp[-1] = slot_f64((double)sp[-1]); NEXT(); }
+    CASE(0xBB) { sp[-1] = slot_f64((double)f32_of(sp[-1])); NEXT(); }
+    CASE(0xBC) NEXT(); /* reinterpretations: the bits stay as they are */
+    CASE(0xBD) NEXT();
+    CASE(0xBE) NEXT();
+    CASE(0xBF) NEXT();
+    CASE(0xC0) UN32(sx8_32(a));
+    CASE(0xC1) UN32(sx16_32(a));
+    CASE(0xC2) UN64(sx8_64(a));
+    CASE(0xC3) UN64(sx16_64(a));
+    CASE(0xC4) UN64(sx32_64(a));
+
+    /* ---- references --------------------------------------------------- */
+    CASE(0xD0) *sp++ = 0; NEXT();
+    CASE(0xD1) { sp[-1] = sp[-1] == 0 ? 1u : 0u; NEXT(); }
+    CASE(0xD2) *sp++ = (uint64_t)(uintptr_t)inst->funcs[pc[0]]; pc++; NEXT();
+
+    /* ---- saturating truncation (0xFC 0..7) ---------------------------- */
+    CASE(0xE0) TRUNC_SAT(float, f32_of, F32_I32_LO, F32_I32_HI, 0x80000000u,
+                         0x7FFFFFFFu, (uint32_t)(int32_t)x);
+    CASE(0xE1) TRUNC_SAT(float, f32_of, -1.0f, F32_U32_HI, 0u, 0xFFFFFFFFu,
+                         (uint32_t)x);
+    CASE(0xE2) TRUNC_SAT(double, f64_of, F64_I32_LO, F64_I32_HI, 0x80000000u,
+                         0x7FFFFFFFu, (uint32_t)(int32_t)x);
+    CASE(0xE3) TRUNC_SAT(double, f64_of, -1.0, F64_U32_HI, 0u, 0xFFFFFFFFu,
+                         (uint32_t)x);
+    CASE(0xE4) TRUNC_SAT(float, f32_of, F32_I64_LO, F32_I64_HI, F64_SIGN,
+                         F64_SIGN - 1u, (uint64_t)(int64_t)x);
+    CASE(0xE5) TRUNC_SAT(float, f32_of, -1.0f, F32_U64_HI, 0u, UINT64_MAX,
+                         (uint64_t)x);
+    CASE(0xE6) TRUNC_SAT(double, f64_of, F64_I64_LO, F64_I64_HI, F64_SIGN,
+                         F64_SIGN - 1u, (uint64_t)(int64_t)x);
+    CASE(0xE7) TRUNC_SAT(double, f64_of, -1.0, F64_U64_HI, 0u, UINT64_MAX,
+                         (uint64_t)x);
+
+    /* ---- bulk memory and tables: [dst, src/value, n], checked before any
+     * write; zero-length operations at exactly the end are allowed. ---- */
+    CASE(0xE8) {
+        uint32_t di = pc[0];
+        uint32_t n = (uint32_t)sp[-1], src = (uint32_t)sp[-2],
+                 dst = (uint32_t)sp[-3];
+        const iw__data *d = &inst->mod->datas[di];
+        uint64_t len = inst->data_dropped[di] ? 0 : d->len;
+        pc++;
+        sp -= 3;
+        if ((uint64_t)src + n > len || (uint64_t)dst + n > msize)
+            TRAP(IW_TRAP_OOB_MEMORY);
+        if (n)
+            memcpy(mbase + dst, d->bytes + src, n);
+        NEXT();
+    }
+    CASE(0xE9) inst->data_dropped[pc[0]] = 1; pc++; NEXT();
+    CASE(0xEA) {
+        uint32_t n = (uint32_t)sp[-1], src = (uint32_t)sp[-2],
+                 dst = (uint32_t)sp[-3];
+        sp -= 3;
+        if ((uint64_t)src + n > msize || (uint64_t)dst + n > msize)
+            TRAP(IW_TRAP_OOB_MEMORY);
+        if (n)
+            memmove(mbase + dst, mbase + src, n);
+        NEXT();
+    }
+    CASE(0xEB) {
+        uint32_t n = (uint32_t)sp[-1], dst = (uint32_t)sp[-3];
+        uint8_t val = (uint8_t)sp[-2];
+        sp -= 3;
+        if ((uint64_t)dst + n > msize)
+            TRAP(IW_TRAP_OOB_MEMORY);
+        if (n)
+            memset(mbase + dst, val, n);
+        NEXT();
+    }
+    CASE(0xEC) {
+        const iw__elemrt *e = &inst->elems[pc[0]];
+        iw_table *t = inst->tables[pc[1]];
+        uint32_t n = (uint32_t)sp[-1], src = (uint32_t)sp[-2],
+                 dst = (uint32_t)sp[-3];
+        pc += 2;
+        sp -= 3;
+        if ((uint64_t)src + n > e->count || (uint64_t)dst + n > t->size)
+            TRAP(IW_TRAP_OOB_TABLE);
+        if (n)
+            memcpy(t->elems + dst, e->items + src, (size_t)n * sizeof(iw__slot));
+        NEXT();
+    }
+    CASE(0xED) inst->elems[pc[0]].count = 0; pc++; NEXT();
+    CASE(0xEE) {
+        iw_table *td = inst->tables[pc[0]];
+        const iw_table *ts = inst->tables[pc[1]];
+        uint32_t n = (uint32_t)sp[-1], src = (uint32_t)sp[-2],
+                 dst = (uint32_t)sp[-3];
+        pc += 2;
+        sp -= 3;
+        if ((uint64_t)src + n > ts->size || (uint64_t)dst + n > td->size)
+            TRAP(IW_TRAP_OOB_TABLE);
+        if (n)
+            memmove(td->elems + dst, ts->elems + src,
+                    (size_t)n * sizeof(iw__slot));
+        NEXT();
+    }
+    CASE(0xEF) {
+        iw_table *t = inst->tables[pc[0]];
+        int64_t r = iw__table_grow(t, (uint32_t)sp[-1], sp[-2]);
+        pc++;
+        sp--;
+        sp[-1] = (uint32_t)r; /* -1 becomes 0xFFFFFFFF */
+        NEXT();
+    }
+    CASE(0xF0) *sp++ = inst->tables[pc[0]]->size; pc++; NEXT();
+    CASE(0xF1) {
+        iw_table *t = inst->tables[pc[0]];
+        uint32_t n = (uint32_t)sp[-1], i = (uint32_t)sp[-3], k;
+        iw__slot val = sp[-2];
+        pc++;
+        sp -= 3;
+        if ((uint64_t)i + n > t->size)
+            TRAP(IW_TRAP_OOB_TABLE);
+        for (k = 0; k < n; k++)
+            t->elems[i + k] = val;
+        NEXT();
+    }
+
+    default:
+        iw__store_trap(s, IW_TRAP_UNREACHABLE, cur->index,
+                       "invalid internal opcode 0x%x", (unsigned)pc[-1]);
+        st = IW_TRAP;
+        goto fail;
+    }
+
+done:
+    s->sp = entry_sp;
+    s->depth = entry_depth;
+    return IW_OK;
+
+trap:
+    iw__store_trap(s, tc, cur->index, NULL);
+    st = IW_TRAP;
+fail:
+    s->sp = entry_sp;
+    s->depth = entry_depth;
+    return st;
+
+entry_trap:
+    iw__store_trap(s, tc, f->host ? -1 : (int64_t)f->index, NULL);
+    return IW_TRAP;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public call API.                                                         */
+
+/* Calls f from the embedder (or, reentrantly, from a host function):
+ * checks the signature, places the arguments at s->sp, runs iw__exec and
+ * converts the results back with their types set. */
+iw_status iw_call_func(iw_func *f, const iw_val *args, size_t nargs,
+                       iw_val *results, size_t nresults)
+{
+    iw_store *s;
+    const iw_functype *t;
+    iw__slot *base;
+    uint32_t i, need;
+    iw_status st;
+
+    if (!f || !f->store)
+        return IW_ARG;
+    s = f->store;
+    t = &f->type;
+    if (nargs != t->nparams) {
+        iw__store_trap(s, IW_TRAP_NONE, -1, "expected %u arguments, got %zu",
+                       (unsigned)t->nparams, nargs);
+        return IW_ARG;
+    }
+    if (nresults != t->nresults) {
+        iw__store_trap(s, IW_TRAP_NONE, -1, "expected %u results, got %zu",
+                       (unsigned)t->nresults, nresults);
+        return IW_ARG;
+    }
+    if ((nargs && !args) || (nresults && !results)) {
+        iw__store_trap(s, IW_TRAP_NONE, -1, "NULL argument or result array");
+        return IW_ARG;
+    }
+    for (i = 0; i < t->nparams; i++) {
+        if (args[i].type != t->params[i]) {
+            iw__store_trap(s, IW_TRAP_NONE, -1,
+                           "argument %u: expected %s, got %s", (unsigned)i + 1,
+                           iw_valtype_name(t->params[i]),
+                           iw_valtype_name(args[i].type));
+            return IW_ARG;
+        }
+    }
+    if (!s->stack || !s->frames) {
+        iw__store_trap(s, IW_TRAP_NONE, -1, "store has no stack");
+        return IW_NOMEM;
+    }
+    if (!s->sp)
+        s->sp = s->stack;
+    base = s->sp;
+    need = t->nparams > t->nresults ? t->nparams : t->nresults;
+    if (!stack_room(s, base, need)) {
+        iw__store_trap(s, IW_TRAP_STACK_EXHAUSTED, -1, NULL);
+        return IW_TRAP;
+    }
+    for (i = 0; i < t->nparams; i++)
+        base[i] = val_to_slot(t->params[i], &args[i]);
+    st = iw__exec(s, f);
+    if (st == IW_OK)
+        for (i = 0; i < t->nresults; i++)
+            slot_to_val(t->results[i], base[i], &results[i]);
+    return st;
+}
+
+iw_memory *iw_call_memory(iw_call *call)
+{
+    return call && call->inst ? call->inst->mem0 : NULL;
+}
+
+iw_instance *iw_call_instance(iw_call *call)
+{
+    return call ? call->inst : NULL;
+}
+
+iw_store *iw_call_store(iw_call *call)
+{
+    return call ? call->store : NULL;
+}
+
+/* Records a host trap (IW_TRAP_HOST) with msg; the interpreter fills in the
+ * calling function's index.  Returns IW_TRAP for `return iw_call_trap(..)`. */
+iw_status iw_call_trap(iw_call *call, const char *msg)
+{
+    if (call && call->store) {
+        if (msg)
+            iw__store_trap(call->store, IW_TRAP_HOST, -1, "%s", msg);
+        else
+            iw__store_trap(call->store, IW_TRAP_HOST, -1, NULL);
+    }
+    return IW_TRAP;
+}
+
+/* Records an exit request with its code; returns IW_EXIT. */
+iw_status iw_call_exit(iw_call *call, int code)
+{
+    if (call && call->store) {
+        iw__store_trap(call->store, IW_TRAP_EXIT, -1, NULL);
+        call->store->exit_code = code;
+    }
+    return IW_EXIT;
+}
+
+void iw_store_set_fuel(iw_store *s, int64_t fuel)
+{
+    if (!s)
+        return;
+    s->fuel_on = fuel >= 0;
+    s->fuel = fuel >= 0 ? fuel : 0;
+}
+
+int64_t iw_store_get_fuel(const iw_store *s)
+{
+    return s && s->fuel_on ? s->fuel : -1;
+}
