@@ -1,0 +1,61 @@
+/*
+ * cli.h - declarations shared by the files of the `isoflow` command: the
+ * subcommand table entry type, the subcommand entry points and small helpers
+ * (error printing, bounded file reading, timing) implemented in util.c.
+ */
+#ifndef ISOFLOW_CLI_H
+#define ISOFLOW_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifndef ISOFLOW_VERSION
+#define ISOFLOW_VERSION "0.1.0-dev"
+#endif
+
+/* Exit codes used by every subcommand. */
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAIL = 1,  /* the operation failed (invalid module, I/O, ...) */
+    CLI_EXIT_USAGE = 2, /* bad command line or unsupported feature */
+    CLI_EXIT_TRAP = 3   /* the guest trapped */
+};
+
+/* A subcommand: argv[0] is the subcommand's own name ("wasm"), so the
+ * function sees `wasm run --invoke fib f.wasm 10` as argc 6.  `help` prints
+ * the subcommand's usage text to `out` (used by `isoflow help CMD`). */
+typedef struct cli_command {
+    const char *name;
+    const char *summary;
+    int (*fn)(int argc, char **argv);
+    void (*help)(FILE *out);
+} cli_command;
+
+/* Subcommands (cmd_*.c). */
+int cli_cmd_wasm(int argc, char **argv);
+void cli_cmd_wasm_help(FILE *out);
+
+/* Prints "isoflow: <message>\n" to stderr. */
+void cli_errf(const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* Largest file cli_read_file accepts. */
+#define CLI_MAX_FILE_BYTES ((size_t)256 * 1024 * 1024)
+
+/* Reads the whole file `path` (at most `max` bytes) into a malloc'ed buffer
+ * the caller frees.  On failure prints "isoflow: cannot read PATH: <why>"
+ * and returns -1; on success returns 0 and sets *data / *len (*data is
+ * never NULL, even for an empty file). */
+int cli_read_file(const char *path, size_t max, uint8_t **data, size_t *len);
+
+/* A monotonic clock in nanoseconds (0 when no clock is available). */
+uint64_t cli_now_ns(void);
+
+/* 1 when the strings are equal. */
+int cli_streq(const char *a, const char *b);
+
+#endif /* ISOFLOW_CLI_H */

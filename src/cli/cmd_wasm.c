@@ -1,0 +1,1181 @@
+/*
+ * cmd_wasm.c - the `isoflow wasm` subcommands (validate, info, run), which
+ * load, describe and execute WebAssembly modules through the public engine
+ * API (wasm.h).
+ *
+ * Output formats (stable; tests/cli asserts on them):
+ *
+ *   isoflow wasm validate FILE...
+ *     stdout "FILE: valid (N functions, M bytes)" per file, exit 0;
+ *     N counts imported + defined functions.  On failure stderr
+ *     "isoflow: FILE: <engine message>", exit 1 (I/O errors:
+ *     "isoflow: cannot read FILE: <strerror>", exit 1).
+ *
+ *   isoflow wasm info FILE
+ *     "key: value" lines, keys padded to 11 columns:
+ *       "module:    FILE", "size:      M bytes", "types:     T",
+ *       "functions: N (I imported, D defined)", "tables:    ...",
+ *       "memory:    <mem> (defined|imported)" or "memory:    none",
+ *       "globals:   G (...)", "data:      N segments",
+ *       "elements:  N segments", "start:     none" or "func #K [\"name\"]",
+ *     then "imports (K):" / "exports (K):" each followed by one line per
+ *     entry, two spaces, the name (imports "module.name") padded to 24
+ *     columns, a space, and the type:
+ *       func (i32, i32) -> (i64)        "()" when empty on either side
+ *       memory 1..2 pages               "memory 1.. pages" without max
+ *       table funcref 10..20            "table funcref 10.." without max
+ *       global mut i32 / global i32
+ *     function entries end with "  [func #K]", or "  [func #K \"name\"]"
+ *     when the name section gives it a name other than the import/export
+ *     name; then "sections:" with one line per section, the label padded
+ *     to 26 columns ("  type    ...    12 bytes"; custom sections are
+ *     labelled "custom \"name\"").
+ *     Non-printable bytes in names are shown as \xNN.
+ *
+ *   isoflow wasm run [--invoke NAME] [--time] FILE.wasm [ARGS...]
+ *     prints every result on its own line: i32/i64 signed decimal, f32 "%.9g",
+ *     f64 "%.17g" (NaN "nan"/"-nan", infinities "inf"/"-inf"), references
+ *     "null" or "funcref"/"externref"; exit 0.
+ *     ARGS: i32/i64 decimal or 0x hex, '-' allowed (unsigned spellings up to
+ *     2^N-1 wrap); f32/f64 decimal, hex float, nan, inf, -inf; refs "null".
+ *     The form "--invoke NAME ARGS... FILE.wasm" (ARGS before a FILE ending
+ *     in .wasm) is accepted too.
+ *     Errors (stderr, "isoflow: " prefix):
+ *       "NAME expects 1 argument (i32), got 2"                       exit 2
+ *       "NAME: argument 1: 'x' is not a valid i32"                   exit 2
+ *       "FILE imports wasi_snapshot_preview1.fd_write: WASI support
+ *        arrives with issue 3"                                       exit 2
+ *       "FILE: unresolved import env.foo"                            exit 1
+ *       "FILE: no exported function 'NAME'"                          exit 1
+ *       "FILE: no '_start' export; use --invoke NAME (exported
+ *        functions: a, b)"                                           exit 1
+ *       "trap: <message> in function <name|#index>"                  exit 3
+ *       ("trap: <message>" when the engine does not know the function)
+ *       "unknown option '--foo' (see 'isoflow wasm run --help')"     exit 2
+ *     A guest exit (IW_EXIT) exits with the guest's code.
+ *     --time adds on stderr:
+ *       "time: load+instantiate X.XXX ms, call Y.YYY ms"
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../wasm/wasm.h"
+#include "cli.h"
+
+/* ------------------------------------------------------------------------ */
+/* Formatting helpers.                                                      */
+
+/* A small bounded string builder: appends never overflow, and a
+ * truncated result still ends in NUL. */
+typedef struct sbuf {
+    char *p;
+    size_t cap, len;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s)
+{
+    size_t n = strlen(s);
+    if (b->cap == 0)
+        return;
+    if (b->len + n >= b->cap)
+        n = b->cap - 1 - b->len;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_u32(sbuf *b, uint32_t v)
+{
+    char tmp[16];
+    snprintf(tmp, sizeof tmp, "%" PRIu32, v);
+    sb_add(b, tmp);
+}
+
+/* Appends the `len` bytes at `p` with bytes outside printable ASCII (and
+ * the backslash) shown as \xNN, cut after `max` bytes with "...". */
+static void sb_bytes(sbuf *b, const char *p, size_t len, size_t max)
+{
+    char tmp[8];
+    size_t i;
+    for (i = 0; i < len && i < max; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 0x20 && c < 0x7F && c != '\\') {
+            tmp[0] = (char)c;
+            tmp[1] = '\0';
+        } else {
+            snprintf(tmp, sizeof tmp, "\\x%02x", c);
+        }
+        sb_add(b, tmp);
+    }
+    if (i < len)
+        sb_add(b, "...");
+}
+
+/* sb_bytes for a NUL-terminated name. */
+static void sb_name(sbuf *b, const char *name, size_t max)
+{
+    sb_bytes(b, name, strlen(name), max);
+}
+
+/* "(i32, i32)" */
+static void sb_types(sbuf *b, const uint8_t *t, uint32_t n)
+{
+    sb_add(b, "(");
+    for (uint32_t i = 0; i < n; i++) {
+        if (i)
+            sb_add(b, ", ");
+        sb_add(b, iw_valtype_name(t[i]));
+    }
+    sb_add(b, ")");
+}
+
+static void sb_limits(sbuf *b, iw_limits l)
+{
+    sb_u32(b, l.min);
+    sb_add(b, "..");
+    if (l.has_max)
+        sb_u32(b, l.max);
+}
+
+/* Writes the type part of an import/export ("func (i32) -> (i32)",
+ * "memory 1..2 pages", "table funcref 10..", "global mut i32") into buf. */
+static void fmt_desc_type(char *buf, size_t cap, const iw_extern_desc *d)
+{
+    sbuf b = {buf, cap, 0};
+    if (cap)
+        buf[0] = '\0';
+    switch (d->kind) {
+    case IW_EXTERN_FUNC:
+        sb_add(&b, "func ");
+        sb_types(&b, d->func.params, d->func.nparams);
+        sb_add(&b, " -> ");
+        sb_types(&b, d->func.results, d->func.nresults);
+        break;
+    case IW_EXTERN_TABLE:
+        sb_add(&b, "table ");
+        sb_add(&b, iw_valtype_name(d->elemtype));
+        sb_add(&b, " ");
+        sb_limits(&b, d->limits);
+        break;
+    case IW_EXTERN_MEMORY:
+        sb_add(&b, "memory ");
+        sb_limits(&b, d->limits);
+        sb_add(&b, " pages");
+        break;
+    case IW_EXTERN_GLOBAL:
+        sb_add(&b, d->mut ? "global mut " : "global ");
+        sb_add(&b, iw_valtype_name(d->valtype));
+        break;
+    default:
+        sb_add(&b, "?");
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loading.                                                                 */
+
+/* Reads and loads `path`.  On success returns 0 with *bytes (caller frees)
+ * and *mod (caller frees with iw_module_free); on failure prints the error
+ * and returns -1 with nothing to free.  *load_ns gets the time spent in
+ * iw_module_load. */
+static int load_module(const char *path, uint8_t **bytes, size_t *len,
+                       iw_module **mod, uint64_t *load_ns)
+{
+    char err[512];
+    iw_status st;
+    uint64_t t0;
+
+    *mod = NULL;
+    if (cli_read_file(path, CLI_MAX_FILE_BYTES, bytes, len) != 0)
+        return -1;
+    err[0] = '\0';
+    t0 = cli_now_ns();
+    st = iw_module_load(*bytes, *len, mod, err, sizeof err);
+    if (load_ns)
+        *load_ns = cli_now_ns() - t0;
+    if (st != IW_OK) {
+        cli_errf("%s: %s", path, err[0] ? err : iw_status_msg(st));
+        free(*bytes);
+        *bytes = NULL;
+        *mod = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* A light, bounds-checked walk over the sections of an (already validated)
+ * binary, for the facts `info` shows that the public API does not expose:
+ * the section list, type count, defined memories and export indices.      */
+
+#define MAX_LISTED_SECTIONS 64
+
+typedef struct wsection {
+    uint8_t id;
+    size_t off, size;     /* payload */
+    const uint8_t *cname; /* custom section name (not NUL-terminated) */
+    uint32_t cname_len;
+} wsection;
+
+typedef struct wsummary {
+    wsection sec[MAX_LISTED_SECTIONS];
+    uint32_t nsec, nsec_total;
+    uint32_t ntypes, nfuncs, ntables, nmems, nglobals, nelems, ndatas;
+    int has_start;
+    uint32_t start;
+    int mem0_known;
+    iw_limits mem0;         /* first defined memory */
+    const uint8_t *exports; /* export section payload or NULL */
+    size_t exports_len;
+} wsummary;
+
+/* Reads an unsigned LEB128 of at most 32 bits at *pos; 0 on failure. */
+static int rd_u32(const uint8_t *p, size_t len, size_t *pos, uint32_t *out)
+{
+    uint32_t v = 0;
+    for (unsigned shift = 0; shift < 35; shift += 7) {
+        uint8_t byte;
+        if (*pos >= len)
+            return 0;
+        byte = p[(*pos)++];
+        if (shift == 28 && (byte & 0x70))
+            return 0;
+        v |= (uint32_t)(byte & 0x7F) << shift;
+        if (!(byte & 0x80)) {
+            *out = v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int rd_limits(const uint8_t *p, size_t len, size_t *pos, iw_limits *l)
+{
+    uint8_t flags;
+    if (*pos >= len)
+        return 0;
+    flags = p[(*pos)++];
+    if (flags > 1)
+        return 0;
+    l->has_max = flags;
+    if (!rd_u32(p, len, pos, &l->min))
+        return 0;
+    l->max = 0;
+    return !flags || rd_u32(p, len, pos, &l->max);
+}
+
+/* Fills *w from the binary; unknown or broken parts are simply left zero. */
+static void summarize(const uint8_t *p, size_t len, wsummary *w)
+{
+    size_t pos = 8;
+    memset(w, 0, sizeof *w);
+    if (len < 8)
+        return;
+    while (pos < len) {
+        uint8_t id = p[pos++];
+        uint32_t size, count = 0;
+        size_t start, q;
+        const uint8_t *sp;
+        if (!rd_u32(p, len, &pos, &size) || size > len - pos)
+            return;
+        start = pos;
+        sp = p + start;
+        pos += size;
+        w->nsec_total++;
+        if (w->nsec < MAX_LISTED_SECTIONS) {
+            wsection *s = &w->sec[w->nsec++];
+            s->id = id;
+            s->off = start;
+            s->size = size;
+            if (id == 0) {
+                size_t np = 0;
+                uint32_t nl;
+                if (rd_u32(sp, size, &np, &nl) && nl <= size - np) {
+                    s->cname = sp + np;
+                    s->cname_len = nl;
+                }
+            }
+        }
+        q = 0;
+        if (id != 0 && id != 8 && id != 12)
+            if (!rd_u32(sp, size, &q, &count))
+                continue;
+        switch (id) {
+        case 1:
+            w->ntypes = count;
+            break;
+        case 3:
+            w->nfuncs = count;
+            break;
+        case 4:
+            w->ntables = count;
+            break;
+        case 5:
+            w->nmems = count;
+            if (count > 0 && rd_limits(sp, size, &q, &w->mem0))
+                w->mem0_known = 1;
+            break;
+        case 6:
+            w->nglobals = count;
+            break;
+        case 7:
+            w->exports = sp;
+            w->exports_len = size;
+            break;
+        case 8:
+            if (rd_u32(sp, size, &q, &w->start))
+                w->has_start = 1;
+            break;
+        case 9:
+            w->nelems = count;
+            break;
+        case 11:
+            w->ndatas = count;
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* Byte length of a desc's name: name_len, but never less than the C string
+ * (robust against an engine that leaves name_len 0). */
+static size_t desc_name_len(const iw_extern_desc *d)
+{
+    size_t n;
+    if (!d->name)
+        return 0;
+    n = strlen(d->name);
+    return d->name_len > n ? d->name_len : n;
+}
+
+/* Finds export `name` (nlen bytes) in the export section: its kind and
+ * index. */
+static int find_export(const wsummary *w, const char *name, size_t nlen,
+                       uint8_t *kind, uint32_t *idx)
+{
+    const uint8_t *p = w->exports;
+    size_t len = w->exports_len, pos = 0;
+    uint32_t n;
+    if (!p || !rd_u32(p, len, &pos, &n))
+        return 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t l, x;
+        const uint8_t *s;
+        uint8_t k;
+        if (!rd_u32(p, len, &pos, &l) || l > len - pos)
+            return 0;
+        s = p + pos;
+        pos += l;
+        if (pos >= len)
+            return 0;
+        k = p[pos++];
+        if (!rd_u32(p, len, &pos, &x))
+            return 0;
+        if (l == nlen && memcmp(s, name, l) == 0) {
+            *kind = k;
+            *idx = x;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static const char *section_name(uint8_t id)
+{
+    static const char *const names[] = {
+        "custom", "type",  "import",  "function", "table", "memory",   "global",
+        "export", "start", "element", "code",     "data",  "datacount"};
+    return id < sizeof names / sizeof names[0] ? names[id] : "unknown";
+}
+
+/* ------------------------------------------------------------------------ */
+/* validate                                                                 */
+
+static void help_validate(FILE *out)
+{
+    fprintf(out,
+            "usage: isoflow wasm validate FILE...\n\n"
+            "Decodes and validates each WebAssembly module and prints\n"
+            "'FILE: valid (N functions, M bytes)'.  Exits 1 when any file\n"
+            "is malformed, invalid or unreadable.\n\n"
+            "example: isoflow wasm validate build/examples/wasm/fib.wasm\n");
+}
+
+static int cmd_validate(int argc, char **argv)
+{
+    int rc = CLI_EXIT_OK, nfiles = 0, opts_done = 0;
+    for (int i = 1; i < argc; i++) {
+        if (cli_streq(argv[i], "--help") || cli_streq(argv[i], "-h")) {
+            help_validate(stdout);
+            return CLI_EXIT_OK;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        uint8_t *bytes;
+        size_t len;
+        iw_module *m;
+        const char *a = argv[i];
+        if (!opts_done && cli_streq(a, "--")) {
+            opts_done = 1;
+            continue;
+        }
+        if (!opts_done && a[0] == '-' && a[1] != '\0') {
+            cli_errf("unknown option '%s' (see 'isoflow wasm validate "
+                     "--help')",
+                     a);
+            return CLI_EXIT_USAGE;
+        }
+        nfiles++;
+        if (load_module(a, &bytes, &len, &m, NULL) != 0) {
+            rc = CLI_EXIT_FAIL;
+            continue;
+        }
+        printf("%s: valid (%" PRIu32 " functions, %zu bytes)\n", a,
+               iw_module_func_count(m), len);
+        iw_module_free(m);
+        free(bytes);
+    }
+    if (nfiles == 0) {
+        cli_errf("wasm validate needs a FILE (see 'isoflow wasm validate "
+                 "--help')");
+        return CLI_EXIT_USAGE;
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* info                                                                     */
+
+static void help_info(FILE *out)
+{
+    fprintf(out, "usage: isoflow wasm info FILE\n\n"
+                 "Validates a WebAssembly module and lists its size, types,\n"
+                 "functions, imports and exports with their types, memory,\n"
+                 "start function and sections (function names come from the\n"
+                 "name section when present).\n\n"
+                 "example: isoflow wasm info build/examples/wasm/sieve.wasm\n");
+}
+
+/* Appends "func #K \"name\"" for function index idx; the name (from the
+ * name section) only when it differs from `shown` (may be NULL). */
+static void sb_funcref(sbuf *b, const iw_module *m, uint32_t idx,
+                       const char *shown)
+{
+    const char *fname = iw_module_func_name(m, idx);
+    sb_add(b, "func #");
+    sb_u32(b, idx);
+    if (fname && !(shown && cli_streq(fname, shown))) {
+        sb_add(b, " \"");
+        sb_name(b, fname, 64);
+        sb_add(b, "\"");
+    }
+}
+
+/* Prints one import or export line (see the format at the top). */
+static void print_entry(const iw_module *m, const iw_extern_desc *d,
+                        int has_idx, uint32_t idx)
+{
+    char name[640], type[1024], line[1800];
+    sbuf nb = {name, sizeof name, 0};
+    sbuf lb = {line, sizeof line, 0};
+    name[0] = line[0] = '\0';
+    if (d->module) {
+        sb_name(&nb, d->module, 100);
+        sb_add(&nb, ".");
+    }
+    if (d->name)
+        sb_bytes(&nb, d->name, desc_name_len(d), 100);
+    fmt_desc_type(type, sizeof type, d);
+    sb_add(&lb, type);
+    if (d->kind == IW_EXTERN_FUNC && has_idx) {
+        sb_add(&lb, "  [");
+        sb_funcref(&lb, m, idx, d->name);
+        sb_add(&lb, "]");
+    }
+    printf("  %-24s %s\n", name, line);
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    const char *path = NULL;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    iw_module *m = NULL;
+    wsummary *w = NULL;
+    uint32_t nimp, nexp, nfunc_imp = 0, ntab_imp = 0, nmem_imp = 0,
+                         nglob_imp = 0;
+    int rc = CLI_EXIT_FAIL;
+    iw_extern_desc d;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (cli_streq(a, "--help") || cli_streq(a, "-h")) {
+            help_info(stdout);
+            return CLI_EXIT_OK;
+        }
+        if (a[0] == '-' && a[1] != '\0') {
+            cli_errf("unknown option '%s' (see 'isoflow wasm info --help')", a);
+            return CLI_EXIT_USAGE;
+        }
+        if (path) {
+            cli_errf("wasm info takes one FILE (see 'isoflow wasm info "
+                     "--help')");
+            return CLI_EXIT_USAGE;
+        }
+        path = a;
+    }
+    if (!path) {
+        cli_errf("wasm info needs a FILE (see 'isoflow wasm info --help')");
+        return CLI_EXIT_USAGE;
+    }
+    if (load_module(path, &bytes, &len, &m, NULL) != 0)
+        return CLI_EXIT_FAIL;
+    w = malloc(sizeof *w);
+    if (!w) {
+        cli_errf("out of memory");
+        goto done;
+    }
+    summarize(bytes, len, w);
+    nimp = iw_module_import_count(m);
+    nexp = iw_module_export_count(m);
+    for (uint32_t i = 0; i < nimp; i++) {
+        if (iw_module_import(m, i, &d) != IW_OK)
+            continue;
+        nfunc_imp += d.kind == IW_EXTERN_FUNC;
+        ntab_imp += d.kind == IW_EXTERN_TABLE;
+        nmem_imp += d.kind == IW_EXTERN_MEMORY;
+        nglob_imp += d.kind == IW_EXTERN_GLOBAL;
+    }
+
+    printf("module:    %s\n", path);
+    printf("size:      %zu bytes\n", len);
+    printf("types:     %" PRIu32 "\n", w->ntypes);
+    printf("functions: %" PRIu32 " (%" PRIu32 " imported, %" PRIu32
+           " defined)\n",
+           iw_module_func_count(m), nfunc_imp,
+           iw_module_func_count(m) - nfunc_imp);
+    printf("tables:    %" PRIu32 " (%" PRIu32 " imported, %" PRIu32
+           " defined)\n",
+           ntab_imp + w->ntables, ntab_imp, w->ntables);
+    if (nmem_imp) {
+        for (uint32_t i = 0; i < nimp; i++) {
+            if (iw_module_import(m, i, &d) == IW_OK &&
+                d.kind == IW_EXTERN_MEMORY) {
+                char type[256];
+                fmt_desc_type(type, sizeof type, &d);
+                printf("memory:    %s (imported)\n", type);
+                break;
+            }
+        }
+    } else if (w->nmems && w->mem0_known) {
+        char type[256];
+        sbuf b = {type, sizeof type, 0};
+        type[0] = '\0';
+        sb_add(&b, "memory ");
+        sb_limits(&b, w->mem0);
+        sb_add(&b, " pages");
+        printf("memory:    %s (defined)\n", type);
+    } else {
+        printf("memory:    none\n");
+    }
+    printf("globals:   %" PRIu32 " (%" PRIu32 " imported, %" PRIu32
+           " defined)\n",
+           nglob_imp + w->nglobals, nglob_imp, w->nglobals);
+    printf("data:      %" PRIu32 " segments\n", w->ndatas);
+    printf("elements:  %" PRIu32 " segments\n", w->nelems);
+    if (w->has_start) {
+        char line[256];
+        sbuf b = {line, sizeof line, 0};
+        line[0] = '\0';
+        sb_funcref(&b, m, w->start, NULL);
+        printf("start:     %s\n", line);
+    } else {
+        printf("start:     none\n");
+    }
+
+    printf("imports (%" PRIu32 "):\n", nimp);
+    {
+        uint32_t fidx = 0;
+        for (uint32_t i = 0; i < nimp; i++) {
+            if (iw_module_import(m, i, &d) != IW_OK)
+                continue;
+            print_entry(m, &d, d.kind == IW_EXTERN_FUNC, fidx);
+            if (d.kind == IW_EXTERN_FUNC)
+                fidx++;
+        }
+    }
+    printf("exports (%" PRIu32 "):\n", nexp);
+    for (uint32_t i = 0; i < nexp; i++) {
+        uint8_t kind = 0;
+        uint32_t idx = 0;
+        int has_idx;
+        if (iw_module_export(m, i, &d) != IW_OK)
+            continue;
+        has_idx = d.name &&
+                  find_export(w, d.name, desc_name_len(&d), &kind, &idx) &&
+                  kind == (uint8_t)d.kind;
+        print_entry(m, &d, has_idx, idx);
+    }
+
+    printf("sections:\n");
+    for (uint32_t i = 0; i < w->nsec; i++) {
+        const wsection *s = &w->sec[i];
+        if (s->id == 0) {
+            char label[320];
+            sbuf b = {label, sizeof label, 0};
+            label[0] = '\0';
+            sb_add(&b, "custom \"");
+            if (s->cname)
+                sb_bytes(&b, (const char *)s->cname, s->cname_len, 64);
+            sb_add(&b, "\"");
+            printf("  %-26s %zu bytes\n", label, s->size);
+        } else {
+            printf("  %-26s %zu bytes\n", section_name(s->id), s->size);
+        }
+    }
+    if (w->nsec_total > w->nsec)
+        printf("  ... %" PRIu32 " more sections\n", w->nsec_total - w->nsec);
+    rc = CLI_EXIT_OK;
+done:
+    free(w);
+    iw_module_free(m);
+    free(bytes);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* run                                                                      */
+
+static void help_run(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: isoflow wasm run [OPTIONS] FILE.wasm [ARGS...]\n\n"
+        "Instantiates a WebAssembly module and runs its '_start' export,\n"
+        "or with --invoke the exported function NAME with ARGS converted\n"
+        "to its parameter types, printing each result on its own line.\n"
+        "(Modules must not have imports yet: WASI arrives with issue 3.)\n\n"
+        "options:\n"
+        "  --invoke NAME   call the exported function NAME\n"
+        "                  ARGS: i32/i64 decimal or 0x hex (negative\n"
+        "                  allowed), f32/f64 decimal, nan, inf, -inf\n"
+        "  --time          print load+instantiate and call times to "
+        "stderr\n"
+        "  --help          show this text\n\n"
+        "exit status: 0 ok, 1 error, 2 usage or unsupported import,\n"
+        "             3 trap, or the guest's exit code\n\n"
+        "example: isoflow wasm run --invoke fib build/examples/wasm/"
+        "fib.wasm 30\n");
+}
+
+/* 1 when `s` looks like a negative number rather than an option. */
+static int is_negative_number(const char *s)
+{
+    if (s[0] != '-')
+        return 0;
+    if (isdigit((unsigned char)s[1]) || s[1] == '.')
+        return 1;
+    return cli_streq(s, "-inf") || cli_streq(s, "-infinity") ||
+           cli_streq(s, "-nan");
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && memcmp(s + a - b, suffix, b) == 0;
+}
+
+/* Parses an integer of `bits` (32 or 64): optional sign, decimal or 0x hex.
+ * Values up to 2^bits-1 are accepted and wrap to the two's complement bit
+ * pattern.  Returns 1 on success. */
+static int parse_int(const char *s, unsigned bits, uint64_t *out)
+{
+    const char *p = s;
+    char *end;
+    int neg = 0, base = 10;
+    unsigned long long v;
+    uint64_t limit = bits == 32 ? UINT32_MAX : UINT64_MAX;
+
+    if (*p == '-' || *p == '+')
+        neg = *p++ == '-';
+    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+        base = 16;
+        p += 2;
+    }
+    if (base == 16 ? !isxdigit((unsigned char)*p) : !isdigit((unsigned char)*p))
+        return 0;
+    errno = 0;
+    v = strtoull(p, &end, base);
+    if (errno != 0 || *end != '\0')
+        return 0;
+    if (neg) {
+        uint64_t most_neg = (uint64_t)1 << (bits - 1);
+        if (v > most_neg)
+            return 0;
+        *out = (0 - (uint64_t)v) & limit;
+    } else {
+        if (v > limit)
+            return 0;
+        *out = v;
+    }
+    return 1;
+}
+
+/* Parses one argument `s` as a value of `type` into *v; 1 on success. */
+static int parse_val(const char *s, uint8_t type, iw_val *v)
+{
+    char *end;
+    uint64_t u;
+    memset(v, 0, sizeof *v);
+    v->type = type;
+    if (s[0] == '\0' || isspace((unsigned char)s[0]))
+        return 0;
+    switch (type) {
+    case IW_I32:
+        if (!parse_int(s, 32, &u))
+            return 0;
+        v->of.i32 = (int32_t)(uint32_t)u;
+        return 1;
+    case IW_I64:
+        if (!parse_int(s, 64, &u))
+            return 0;
+        memcpy(&v->of.i64, &u, sizeof u);
+        return 1;
+    case IW_F32: {
+        float f;
+        errno = 0;
+        f = strtof(s, &end);
+        if (end == s || *end != '\0' || (errno == ERANGE && isinf(f)))
+            return 0;
+        memcpy(&v->of.f32, &f, sizeof f);
+        return 1;
+    }
+    case IW_F64: {
+        double d;
+        errno = 0;
+        d = strtod(s, &end);
+        if (end == s || *end != '\0' || (errno == ERANGE && isinf(d)))
+            return 0;
+        memcpy(&v->of.f64, &d, sizeof d);
+        return 1;
+    }
+    case IW_FUNCREF:
+    case IW_EXTERNREF:
+        v->of.ref = NULL;
+        return cli_streq(s, "null");
+    default:
+        return 0;
+    }
+}
+
+/* Prints a float given as double `d` with `digits` significant digits
+ * ("%.*g"); NaNs show the sign of the original bits. */
+static void print_float(double d, int negative, int digits)
+{
+    if (isnan(d))
+        printf("%s\n", negative ? "-nan" : "nan");
+    else if (isinf(d))
+        printf("%s\n", d < 0 ? "-inf" : "inf");
+    else {
+        printf("%.*g\n", digits, d);
+    }
+}
+
+static void print_val(const iw_val *v)
+{
+    switch (v->type) {
+    case IW_I32:
+        printf("%" PRId32 "\n", v->of.i32);
+        break;
+    case IW_I64:
+        printf("%" PRId64 "\n", v->of.i64);
+        break;
+    case IW_F32: {
+        float f;
+        memcpy(&f, &v->of.f32, sizeof f);
+        print_float((double)f, (v->of.f32 >> 31) != 0, 9);
+        break;
+    }
+    case IW_F64: {
+        double d;
+        memcpy(&d, &v->of.f64, sizeof d);
+        print_float(d, (v->of.f64 >> 63) != 0, 17);
+        break;
+    }
+    case IW_FUNCREF:
+        printf("%s\n", v->of.ref ? "funcref" : "null");
+        break;
+    case IW_EXTERNREF:
+        printf("%s\n", v->of.ref ? "externref" : "null");
+        break;
+    default:
+        printf("?\n");
+        break;
+    }
+}
+
+/* Prints the trap recorded in the store:
+ * "isoflow: trap: MSG in function NAME|#IDX". */
+static void report_trap(const iw_store *s, const iw_module *m)
+{
+    const char *msg = iw_store_errmsg(s);
+    int64_t fidx = iw_store_trap_func(s);
+    char where[300];
+    sbuf b = {where, sizeof where, 0};
+    where[0] = '\0';
+    if (!msg || !msg[0])
+        msg = iw_trap_msg(iw_store_trap(s));
+    if (fidx >= 0 && fidx <= (int64_t)UINT32_MAX) {
+        const char *name = iw_module_func_name(m, (uint32_t)fidx);
+        sb_add(&b, " in function ");
+        if (name) {
+            sb_name(&b, name, 200);
+        } else {
+            sb_add(&b, "#");
+            sb_u32(&b, (uint32_t)fidx);
+        }
+    }
+    cli_errf("trap: %s%s", msg, where);
+}
+
+/* Checks that every import can be satisfied (none can yet).  Returns 0
+ * when the module has no imports, else prints why and returns the exit
+ * code. */
+static int check_imports(const char *path, const iw_module *m)
+{
+    uint32_t n = iw_module_import_count(m);
+    iw_extern_desc d;
+    int first_wasi = -1;
+    for (uint32_t i = 0; i < n; i++) {
+        char name[512];
+        sbuf b = {name, sizeof name, 0};
+        if (iw_module_import(m, i, &d) != IW_OK)
+            continue;
+        name[0] = '\0';
+        if (d.kind == IW_EXTERN_FUNC && d.module &&
+            cli_streq(d.module, "wasi_snapshot_preview1")) {
+            if (first_wasi < 0)
+                first_wasi = (int)i;
+            continue;
+        }
+        sb_name(&b, d.module ? d.module : "", 200);
+        sb_add(&b, ".");
+        sb_name(&b, d.name ? d.name : "", 200);
+        cli_errf("%s: unresolved import %s", path, name);
+        return CLI_EXIT_FAIL;
+    }
+    if (first_wasi >= 0 &&
+        iw_module_import(m, (uint32_t)first_wasi, &d) == IW_OK) {
+        char name[256];
+        sbuf b = {name, sizeof name, 0};
+        name[0] = '\0';
+        sb_name(&b, d.name ? d.name : "", 200);
+        cli_errf("%s imports wasi_snapshot_preview1.%s: WASI support "
+                 "arrives with issue 3",
+                 path, name);
+        return CLI_EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* Finds the exported function `name` in the module's export list. */
+static int module_func_export(const iw_module *m, const char *name,
+                              iw_extern_desc *out)
+{
+    uint32_t n = iw_module_export_count(m);
+    for (uint32_t i = 0; i < n; i++) {
+        if (iw_module_export(m, i, out) == IW_OK && out->name &&
+            cli_streq(out->name, name))
+            return out->kind == IW_EXTERN_FUNC ? 1 : -1;
+    }
+    return 0;
+}
+
+/* Prints "(exported functions: a, b)" hints after a missing export. */
+static void list_func_exports(const iw_module *m, char *buf, size_t cap)
+{
+    sbuf b = {buf, cap, 0};
+    uint32_t n = iw_module_export_count(m), shown = 0;
+    iw_extern_desc d;
+    buf[0] = '\0';
+    for (uint32_t i = 0; i < n; i++) {
+        if (iw_module_export(m, i, &d) != IW_OK || d.kind != IW_EXTERN_FUNC ||
+            !d.name)
+            continue;
+        if (shown++ == 10) {
+            sb_add(&b, ", ...");
+            break;
+        }
+        sb_add(&b, shown == 1 ? " (exported functions: " : ", ");
+        sb_name(&b, d.name, 64);
+    }
+    sb_add(&b, shown ? ")" : " (it exports no functions)");
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    const char *invoke = NULL, *path = NULL, *fname;
+    char **args = NULL;
+    int nargs = 0, timing = 0, i = 1, rc = CLI_EXIT_FAIL, npos;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    iw_module *m = NULL;
+    iw_store *s = NULL;
+    iw_instance *inst = NULL;
+    iw_func *f;
+    iw_functype ft;
+    iw_extern_desc d;
+    iw_val *vals = NULL, *results = NULL;
+    iw_status st;
+    uint64_t t_load = 0, t_inst0, t_inst = 0, t_call0, t_call = 0;
+    char err[512];
+
+    /* Options come before FILE. */
+    while (i < argc) {
+        const char *a = argv[i];
+        if (cli_streq(a, "--")) {
+            i++;
+            break;
+        }
+        if (a[0] != '-' || a[1] == '\0' || is_negative_number(a))
+            break;
+        if (cli_streq(a, "--help") || cli_streq(a, "-h")) {
+            help_run(stdout);
+            return CLI_EXIT_OK;
+        } else if (cli_streq(a, "--invoke")) {
+            if (i + 1 >= argc || argv[i + 1][0] == '\0') {
+                cli_errf("option '--invoke' needs a function name (see "
+                         "'isoflow wasm run --help')");
+                return CLI_EXIT_USAGE;
+            }
+            invoke = argv[i + 1];
+            i += 2;
+            continue;
+        } else if (strncmp(a, "--invoke=", 9) == 0 && a[9] != '\0') {
+            invoke = a + 9;
+        } else if (cli_streq(a, "--time")) {
+            timing = 1;
+        } else {
+            cli_errf("unknown option '%s' (see 'isoflow wasm run --help')", a);
+            return CLI_EXIT_USAGE;
+        }
+        i++;
+    }
+    npos = argc - i;
+    if (npos < 1) {
+        cli_errf("wasm run needs a FILE (see 'isoflow wasm run --help')");
+        return CLI_EXIT_USAGE;
+    }
+    if (invoke && npos >= 2 && !ends_with(argv[i], ".wasm") &&
+        ends_with(argv[argc - 1], ".wasm")) {
+        /* "--invoke NAME ARGS... FILE.wasm" */
+        path = argv[argc - 1];
+        args = argv + i;
+        nargs = npos - 1;
+    } else {
+        path = argv[i];
+        args = argv + i + 1;
+        nargs = npos - 1;
+    }
+    fname = invoke ? invoke : "_start";
+
+    if (load_module(path, &bytes, &len, &m, &t_load) != 0)
+        return CLI_EXIT_FAIL;
+
+    /* Resolve the function and its arguments before running anything. */
+    switch (module_func_export(m, fname, &d)) {
+    case 1:
+        break;
+    case -1:
+        cli_errf("%s: export '%s' is a %s, not a function", path, fname,
+                 iw_extern_kind_name(d.kind));
+        goto done;
+    default: {
+        char list[512];
+        list_func_exports(m, list, sizeof list);
+        if (invoke)
+            cli_errf("%s: no exported function '%s'%s", path, fname, list);
+        else
+            cli_errf("%s: no '_start' export; use --invoke NAME%s", path, list);
+        goto done;
+    }
+    }
+    if (!invoke && nargs > 0)
+        fprintf(stderr, "isoflow: note: program arguments are passed through "
+                        "WASI (issue 3); ignored for now\n");
+    if (invoke || d.func.nparams > 0) {
+        if ((uint32_t)nargs != d.func.nparams || !invoke) {
+            char types[512];
+            sbuf b = {types, sizeof types, 0};
+            types[0] = '\0';
+            sb_types(&b, d.func.params, d.func.nparams);
+            cli_errf("%s expects %" PRIu32 " argument%s %s, got %d", fname,
+                     d.func.nparams, d.func.nparams == 1 ? "" : "s", types,
+                     invoke ? nargs : 0);
+            rc = CLI_EXIT_USAGE;
+            goto done;
+        }
+    }
+    vals = calloc(d.func.nparams ? d.func.nparams : 1, sizeof *vals);
+    results = calloc(d.func.nresults ? d.func.nresults : 1, sizeof *results);
+    if (!vals || !results) {
+        cli_errf("out of memory");
+        goto done;
+    }
+    for (uint32_t k = 0; k < d.func.nparams; k++) {
+        if (!parse_val(args[k], d.func.params[k], &vals[k])) {
+            cli_errf("%s: argument %" PRIu32 ": '%s' is not a valid %s", fname,
+                     k + 1, args[k], iw_valtype_name(d.func.params[k]));
+            rc = CLI_EXIT_USAGE;
+            goto done;
+        }
+    }
+    rc = check_imports(path, m);
+    if (rc != 0)
+        goto done;
+    rc = CLI_EXIT_FAIL;
+
+    s = iw_store_new(NULL);
+    if (!s) {
+        cli_errf("out of memory");
+        goto done;
+    }
+    err[0] = '\0';
+    t_inst0 = cli_now_ns();
+    st = iw_instantiate(s, m, NULL, 0, &inst, err, sizeof err);
+    t_inst = cli_now_ns() - t_inst0;
+    if (st == IW_TRAP) {
+        report_trap(s, m);
+        rc = CLI_EXIT_TRAP;
+        goto done;
+    } else if (st == IW_EXIT) {
+        rc = iw_store_exit_code(s) & 0xFF;
+        goto done;
+    } else if (st != IW_OK) {
+        cli_errf("%s: %s", path, err[0] ? err : iw_status_msg(st));
+        goto done;
+    }
+    f = iw_instance_func(inst, fname);
+    if (!f) {
+        cli_errf("%s: no exported function '%s'", path, fname);
+        goto done;
+    }
+    ft = iw_func_type(f);
+    t_call0 = cli_now_ns();
+    st = iw_call_func(f, vals, d.func.nparams, results, ft.nresults);
+    t_call = cli_now_ns() - t_call0;
+    if (timing)
+        fprintf(stderr, "time: load+instantiate %.3f ms, call %.3f ms\n",
+                (double)(t_load + t_inst) / 1e6, (double)t_call / 1e6);
+    timing = 0;
+    switch (st) {
+    case IW_OK:
+        for (uint32_t k = 0; k < ft.nresults && k < d.func.nresults; k++)
+            print_val(&results[k]);
+        rc = CLI_EXIT_OK;
+        break;
+    case IW_TRAP:
+        report_trap(s, m);
+        rc = CLI_EXIT_TRAP;
+        break;
+    case IW_EXIT:
+        rc = iw_store_exit_code(s) & 0xFF;
+        break;
+    default: {
+        const char *msg = iw_store_errmsg(s);
+        cli_errf("%s: %s: %s", path, fname,
+                 msg && msg[0] ? msg : iw_status_msg(st));
+        break;
+    }
+    }
+done:
+    if (timing && t_load)
+        fprintf(stderr, "time: load+instantiate %.3f ms\n",
+                (double)(t_load + t_inst) / 1e6);
+    free(vals);
+    free(results);
+    iw_store_free(s);
+    iw_module_free(m);
+    free(bytes);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* `isoflow wasm SUBCOMMAND`                                                */
+
+typedef struct wasm_sub {
+    const char *name;
+    const char *summary;
+    int (*fn)(int argc, char **argv);
+    void (*help)(FILE *out);
+} wasm_sub;
+
+static const wasm_sub wasm_subs[] = {
+    {"validate", "check that modules decode and validate", cmd_validate,
+     help_validate},
+    {"info", "list a module's imports, exports, memory and sections", cmd_info,
+     help_info},
+    {"run", "run _start or an exported function", cmd_run, help_run},
+};
+
+#define NSUBS (sizeof wasm_subs / sizeof wasm_subs[0])
+
+void cli_cmd_wasm_help(FILE *out)
+{
+    fprintf(out, "usage: isoflow wasm SUBCOMMAND [ARGS...]\n\n"
+                 "subcommands:\n");
+    for (size_t i = 0; i < NSUBS; i++)
+        fprintf(out, "  %-10s %s\n", wasm_subs[i].name, wasm_subs[i].summary);
+    fprintf(out, "\nRun 'isoflow wasm SUBCOMMAND --help' for details.\n"
+                 "example: isoflow wasm run --invoke fib fib.wasm 30\n");
+}
+
+static const wasm_sub *find_sub(const char *name)
+{
+    for (size_t i = 0; i < NSUBS; i++)
+        if (cli_streq(wasm_subs[i].name, name))
+            return &wasm_subs[i];
+    return NULL;
+}
+
+/* Dispatches `isoflow wasm SUB ...`; argv[0] is "wasm". */
+int cli_cmd_wasm(int argc, char **argv)
+{
+    const wasm_sub *sub;
+    if (argc < 2) {
+        cli_cmd_wasm_help(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (cli_streq(argv[1], "--help") || cli_streq(argv[1], "-h")) {
+        cli_cmd_wasm_help(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (cli_streq(argv[1], "help")) {
+        if (argc < 3) {
+            cli_cmd_wasm_help(stdout);
+            return CLI_EXIT_OK;
+        }
+        sub = find_sub(argv[2]);
+        if (!sub) {
+            cli_errf("unknown wasm subcommand '%s' (see 'isoflow wasm "
+                     "--help')",
+                     argv[2]);
+            return CLI_EXIT_USAGE;
+        }
+        sub->help(stdout);
+        return CLI_EXIT_OK;
+    }
+    sub = find_sub(argv[1]);
+    if (!sub) {
+        cli_errf("unknown wasm subcommand '%s' (see 'isoflow wasm --help')",
+                 argv[1]);
+        return CLI_EXIT_USAGE;
+    }
+    return sub->fn(argc - 1, argv + 1);
+}

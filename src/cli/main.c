@@ -1,0 +1,110 @@
+/*
+ * main.c - entry point of the `isoflow` command: dispatches the first word of
+ * the command line to a subcommand from a constant table and handles
+ * `--help`, `--version` and `help CMD`.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static int cmd_help(int argc, char **argv);
+static void cmd_help_help(FILE *out);
+
+/* The subcommands, in the order `isoflow --help` lists them.  New
+ * subcommands (run, check, node, deploy, ...) are added here. */
+static const cli_command commands[] = {
+    {"wasm", "validate, inspect and run WebAssembly modules", cli_cmd_wasm,
+     cli_cmd_wasm_help},
+    {"help", "show help for a command", cmd_help, cmd_help_help},
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static const cli_command *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (cli_streq(commands[i].name, name))
+            return &commands[i];
+    return NULL;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "isoflow %s - an IoT dataflow runtime built on its own "
+            "WebAssembly engine\n\n"
+            "usage: isoflow [--help | --version] COMMAND [ARGS...]\n\n"
+            "commands:\n",
+            ISOFLOW_VERSION);
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nRun 'isoflow help COMMAND' or 'isoflow COMMAND --help' "
+                 "for details.\n");
+}
+
+static void cmd_help_help(FILE *out)
+{
+    fprintf(out, "usage: isoflow help [COMMAND]\n\n"
+                 "Shows the list of commands, or the usage of COMMAND.\n"
+                 "example: isoflow help wasm\n");
+}
+
+/* `isoflow help [CMD]`: general usage or the usage of one command. */
+static int cmd_help(int argc, char **argv)
+{
+    const cli_command *c;
+    if (argc < 2) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (argc > 2) {
+        cli_errf("help takes at most one command name");
+        return CLI_EXIT_USAGE;
+    }
+    if (cli_streq(argv[1], "--help") || cli_streq(argv[1], "-h")) {
+        cmd_help_help(stdout);
+        return CLI_EXIT_OK;
+    }
+    c = find_command(argv[1]);
+    if (!c) {
+        cli_errf("unknown command '%s' (see 'isoflow --help')", argv[1]);
+        return CLI_EXIT_USAGE;
+    }
+    c->help(stdout);
+    return CLI_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    const cli_command *c;
+    int rc;
+
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (cli_streq(argv[1], "--help") || cli_streq(argv[1], "-h")) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (cli_streq(argv[1], "--version") || cli_streq(argv[1], "-V")) {
+        printf("isoflow %s\n", ISOFLOW_VERSION);
+        return CLI_EXIT_OK;
+    }
+    if (argv[1][0] == '-') {
+        cli_errf("unknown option '%s' (see 'isoflow --help')", argv[1]);
+        return CLI_EXIT_USAGE;
+    }
+    c = find_command(argv[1]);
+    if (!c) {
+        cli_errf("unknown command '%s' (see 'isoflow --help')", argv[1]);
+        return CLI_EXIT_USAGE;
+    }
+    rc = c->fn(argc - 1, argv + 1);
+    if (fflush(stdout) != 0 && rc == CLI_EXIT_OK) {
+        cli_errf("cannot write output");
+        rc = CLI_EXIT_FAIL;
+    }
+    return rc;
+}

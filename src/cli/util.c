@@ -1,0 +1,130 @@
+/*
+ * util.c - small helpers for the `isoflow` command: error printing, bounded
+ * whole-file reading and a monotonic clock.
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cli.h"
+
+void cli_errf(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("isoflow: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int cli_streq(const char *a, const char *b)
+{
+    return strcmp(a, b) == 0;
+}
+
+/*
+ * Reads `path` in chunks into a growing buffer so that no size reported by
+ * the file system is trusted (pipes, /proc files and growing files work).
+ * Refuses files larger than `max`.  Returns 0 and hands the buffer to the
+ * caller, or prints an error and returns -1 (nothing to free).
+ */
+int cli_read_file(const char *path, size_t max, uint8_t **data, size_t *len)
+{
+    FILE *f = NULL;
+    uint8_t *buf = NULL;
+    size_t cap = 0, n = 0;
+    int rc = -1;
+
+    *data = NULL;
+    *len = 0;
+    errno = 0;
+    f = fopen(path, "rb");
+    if (!f) {
+        cli_errf("cannot read %s: %s", path,
+                 errno ? strerror(errno) : "cannot open file");
+        return -1;
+    }
+    {
+        /* Fast refusal of big regular files; the loop below still enforces
+         * the limit for everything else. */
+        struct stat st;
+        if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) &&
+            (uintmax_t)st.st_size > (uintmax_t)max) {
+            cli_errf("cannot read %s: file is larger than %zu MiB", path,
+                     max / (1024 * 1024));
+            goto done;
+        }
+    }
+    for (;;) {
+        size_t got;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64 * 1024;
+            uint8_t *nb;
+            if (cap > max) {
+                cli_errf("cannot read %s: file is larger than %zu MiB", path,
+                         max / (1024 * 1024));
+                goto done;
+            }
+            if (ncap > max + 1)
+                ncap = max + 1; /* one extra byte detects "too large" */
+            nb = realloc(buf, ncap);
+            if (!nb) {
+                cli_errf("cannot read %s: out of memory", path);
+                goto done;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        errno = 0;
+        got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n > max) {
+            cli_errf("cannot read %s: file is larger than %zu MiB", path,
+                     max / (1024 * 1024));
+            goto done;
+        }
+        if (got == 0) {
+            if (ferror(f)) {
+                cli_errf("cannot read %s: %s", path,
+                         errno ? strerror(errno) : "read error");
+                goto done;
+            }
+            break; /* end of file */
+        }
+    }
+    if (!buf) { /* empty file: hand out a valid pointer anyway */
+        buf = malloc(1);
+        if (!buf) {
+            cli_errf("cannot read %s: out of memory", path);
+            goto done;
+        }
+    }
+    *data = buf;
+    *len = n;
+    buf = NULL;
+    rc = 0;
+done:
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+uint64_t cli_now_ns(void)
+{
+    struct timespec ts;
+#if defined(CLOCK_MONOTONIC)
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+#endif
+    if (timespec_get(&ts, TIME_UTC) == TIME_UTC)
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return 0;
+}
