@@ -1,7 +1,8 @@
 /*
  * exec.c - the interpreter: runs the translated internal code described in
  * wasm_int.h ("Internal code") on an explicit frame stack, and the public
- * call API (iw_call_func, host-call context, fuel).
+ * call API (iw_call_func, host-call context) and metering (fuel, interrupts,
+ * suspending and resuming a call).
  *
  * Numeric assumptions (checked nowhere, documented here): float and double
  * are IEEE-754 binary32/binary64, FLT_EVAL_METHOD is 0 (no excess
@@ -522,7 +523,9 @@ static iw_status call_host(iw_store *s, iw_func *hf, iw_instance *caller,
     s->sp = base + t->nparams;
     s->trap = IW_TRAP_NONE;
 
+    s->host_depth++; /* calls into the store from here are re-entries */
     st = hf->host(&call, args, res, hf->host_data);
+    s->host_depth--;
 
     switch (st) {
     case IW_OK:
@@ -556,6 +559,57 @@ static iw_status call_host(iw_store *s, iw_func *hf, iw_instance *caller,
 }
 
 /* ------------------------------------------------------------------------ */
+/* Metering.                                                                */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define IW_NOINLINE __attribute__((noinline))
+#else
+#define IW_NOINLINE
+#endif
+
+/* The slow path of a checkpoint, entered when s->tick went negative (the
+ * checkpoint has not paid yet).  Consumes a pending interrupt (returns
+ * IW_TRAP_INTERRUPTED), or returns IW_TRAP_OUT_OF_FUEL when metering is on
+ * and no fuel is left; both leave s->tick at 0, so re-executing the
+ * checkpoint (a resume) comes back here.  Otherwise re-arms the countdown,
+ * charging this checkpoint, and returns IW_TRAP_NONE. */
+static IW_NOINLINE iw_trap checkpoint_slow(iw_store *s)
+{
+    int64_t chunk;
+
+    s->tick = 0;
+    if (IW__FLAG_GET(&s->interrupt) && IW__FLAG_TAKE(&s->interrupt))
+        return IW_TRAP_INTERRUPTED;
+    if (!s->fuel_on) {
+        s->tick = IW__TICK_INTERVAL - 1;
+        return IW_TRAP_NONE;
+    }
+    if (s->fuel <= 0)
+        return IW_TRAP_OUT_OF_FUEL;
+    chunk = s->fuel < IW__TICK_INTERVAL ? s->fuel : IW__TICK_INTERVAL;
+    s->fuel -= chunk;
+    s->tick = (int32_t)(chunk - 1);
+    return IW_TRAP_NONE;
+}
+
+/* Moves the countdown back into the fuel bank so that the next checkpoint
+ * takes the slow path (remaining fuel is unchanged). */
+static void tick_flush(iw_store *s)
+{
+    if (s->fuel_on)
+        s->fuel += s->tick;
+    s->tick = 0;
+}
+
+/* Drops the suspended call, if any.  While a call is suspended s->sp and
+ * s->depth are already back at its base (nothing else runs in an idle
+ * store), so only the record goes. */
+static inline void drop_suspended(iw_store *s)
+{
+    s->susp.active = false;
+}
+
+/* ------------------------------------------------------------------------ */
 /* The interpreter.                                                         */
 
 /* Dispatch: NEXT() fetches and decodes the next opcode.  Handlers keep all
@@ -576,12 +630,38 @@ static iw_status call_host(iw_store *s, iw_func *hf, iw_instance *caller,
         msize = m0_ ? m0_->size : 0;                                         \
     } while (0)
 
-#define FUEL()                                                               \
+/* A checkpoint (see "Metering" in wasm_int.h): one decrement and test on
+ * the fast path.  On a fuel or interrupt trap, `tc` is set, `fixup` puts
+ * pc/callee where a resume must re-execute this checkpoint, and control goes
+ * to `suspend`, which suspends or unwinds. */
+#define CHECKPOINT(fixup)                                                    \
     do {                                                                     \
-        if (s->fuel_on) {                                                    \
-            if (s->fuel <= 0)                                                \
-                TRAP(IW_TRAP_OUT_OF_FUEL);                                   \
-            s->fuel--;                                                       \
+        if (--s->tick < 0) {                                                 \
+            tc = checkpoint_slow(s);                                         \
+            if (tc != IW_TRAP_NONE) {                                        \
+                fixup;                                                       \
+                goto suspend;                                                \
+            }                                                                \
+        }                                                                    \
+    } while (0)
+
+/* Bulk operations (memory.fill/copy/init, table.fill/copy/init) do work in
+ * proportion to their length, so with fuel on they are charged before they
+ * run: one unit per 64 KiB of memory or 1024 table elements.  A bulk
+ * operation the remaining fuel cannot pay for traps "out of fuel" and
+ * unwinds (it is not a checkpoint, so it does not suspend). */
+#define BULK_FUEL(units)                                                     \
+    do {                                                                     \
+        if (s->fuel_on && (units) > 0) {                                     \
+            s->tick -= (int32_t)(units);                                     \
+            if (s->tick < 0) {                                               \
+                s->fuel += s->tick;                                          \
+                s->tick = 0;                                                 \
+                if (s->fuel < 0) {                                           \
+                    s->fuel = 0;                                             \
+                    TRAP(IW_TRAP_OUT_OF_FUEL);                               \
+                }                                                            \
+            }                                                                \
         }                                                                    \
     } while (0)
 
@@ -735,85 +815,84 @@ static iw_status call_host(iw_store *s, iw_func *hf, iw_instance *caller,
 #define F64_U64_HI 18446744073709551616.0
 
 /*
- * Runs f with its arguments at s->sp[0..nparams-1] and leaves its results at
- * s->sp[0..nresults-1]; s->sp and s->depth are restored on every return.
- * Wasm-to-wasm calls push iw__frame records on s->frames (no C recursion);
- * the entry frame has ret_pc == NULL, and returning into it ends the run.
- * Returns IW_OK, IW_TRAP or IW_EXIT (IW_NOMEM only if a host call with many
- * values cannot allocate); details are recorded in the store.
+ * The interpreter loop.  Runs f with its arguments at s->sp[0..nparams-1]
+ * and leaves its results at s->sp[0..nresults-1]; s->sp and s->depth are
+ * restored on every return, a suspension included.  With f == NULL it
+ * continues the suspended call s->susp instead (its results go to
+ * s->susp.base).  Wasm-to-wasm calls push iw__frame records on s->frames
+ * (no C recursion); the entry itself goes through the call path with a
+ * frame whose ret_pc is NULL, and returning into that frame ends the run.
+ *
+ * The caller guarantees a live store (s->stack, s->frames, s->sp set).
+ * When `resumable` and this is the outermost activation (no host function
+ * between the host and here), a fuel or interrupt trap at a checkpoint
+ * suspends the call (s->susp) instead of unwinding it.  Returns IW_OK,
+ * IW_TRAP or IW_EXIT (IW_NOMEM only if a host call with many values cannot
+ * allocate); details are recorded in the store.
  */
-iw_status iw__exec(iw_store *s, iw_func *f)
+static iw_status run(iw_store *s, iw_func *f, bool resumable)
 {
-    iw__slot *const entry_sp = s->sp;
-    const uint32_t entry_depth = s->depth;
-    iw_func *cur = f, *callee = NULL;
-    iw_instance *inst;
-    const uint32_t *ops, *pc;
-    iw__slot *fp, *sp;
-    uint8_t *mbase;
-    uint64_t msize;
+    const bool outer = s->host_depth == 0;
+    iw__slot *entry_sp;
+    uint32_t entry_depth;
+    iw_func *cur = NULL, *callee = f;
+    iw_instance *inst = NULL;
+    const uint32_t *ops = NULL, *pc = NULL;
+    iw__slot *fp = NULL, *sp;
+    uint8_t *mbase = NULL;
+    uint64_t msize = 0;
     iw_trap tc = IW_TRAP_NONE;
     iw_status st;
 
-    if (!s->stack || !s->frames || !entry_sp) {
-        iw__store_trap(s, IW_TRAP_STACK_EXHAUSTED, -1, NULL);
+    if (!f) {
+        /* Resume: the suspended call is the outermost one (outer holds). */
+        const iw__suspended *su = &s->susp;
+        f = su->func;
+        entry_sp = su->base;
+        entry_depth = su->base_depth;
+        pc = su->pc;
+        fp = su->fp;
+        sp = su->sp;
+        cur = su->cur;
+        callee = su->callee;
+        s->depth = su->depth;
+        s->susp.active = false;
+        if (cur) {
+            inst = cur->inst;
+            ops = cur->code->ops;
+            RELOAD_MEM();
+        }
+        if (callee)
+            goto do_call;
+        NEXT();
+    }
+    if (outer) {
+        /* A new call from the host abandons a suspended one (whose slots
+         * the arguments may already have overwritten). */
+        drop_suspended(s);
+        /* An interrupt requested while idle is honoured at the entry. */
+        if (IW__FLAG_GET(&s->interrupt))
+            tick_flush(s);
+    } else if (s->host_depth > s->cfg.max_host_depth) {
+        iw__store_trap(s, IW_TRAP_STACK_EXHAUSTED,
+                       f->host ? -1 : (int64_t)f->index, NULL);
         return IW_TRAP;
     }
-
-    /* Entry: consume the call's fuel, check depth and room. */
-    if (s->fuel_on) {
-        if (s->fuel <= 0) {
-            tc = IW_TRAP_OUT_OF_FUEL;
-            goto entry_trap;
-        }
-        s->fuel--;
-    }
-    if (s->depth >= s->cfg.max_call_depth) {
-        tc = IW_TRAP_STACK_EXHAUSTED;
-        goto entry_trap;
-    }
-    if (f->host) {
-        uint32_t need = f->type.nparams > f->type.nresults ? f->type.nparams
-                                                           : f->type.nresults;
-        if (!stack_room(s, entry_sp, need)) {
-            tc = IW_TRAP_STACK_EXHAUSTED;
-            goto entry_trap;
-        }
-        s->frames[s->depth].ret_pc = NULL;
-        s->frames[s->depth].fp = NULL;
-        s->frames[s->depth].func = NULL;
-        s->depth++;
-        st = call_host(s, f, NULL, entry_sp, -1);
-        s->depth = entry_depth;
-        s->sp = entry_sp;
-        return st;
-    }
-    if (!stack_room(s, entry_sp, f->code->max_height)) {
-        tc = IW_TRAP_STACK_EXHAUSTED;
-        goto entry_trap;
-    }
-    s->frames[s->depth].ret_pc = NULL;
-    s->frames[s->depth].fp = NULL;
-    s->frames[s->depth].func = NULL;
-    s->depth++;
-
-    fp = entry_sp;
-    sp = fp + f->type.nparams;
-    if (f->code->nlocals) {
-        memset(sp, 0, (size_t)f->code->nlocals * sizeof(iw__slot));
-        sp += f->code->nlocals;
-    }
-    inst = f->inst;
-    ops = f->code->ops;
-    pc = ops;
-    RELOAD_MEM();
+    entry_sp = s->sp;
+    entry_depth = s->depth;
+    /* The entry is a call from a pseudo-frame (pc, fp, cur all NULL). */
+    sp = entry_sp + f->type.nparams;
+    goto do_call;
 
 dispatch:
     switch (*pc++) {
     /* ---- control ---------------------------------------------------- */
     CASE(0x00) TRAP(IW_TRAP_UNREACHABLE);
     CASE(0x01) NEXT(); /* nop (not emitted; harmless) */
-    CASE(0x03) FUEL(); NEXT();
+    CASE(0x03)
+        /* a resume re-executes this op */
+        CHECKPOINT((pc--, callee = NULL));
+        NEXT();
     CASE(0x04)
         sp--;
         if ((uint32_t)*sp)
@@ -885,11 +964,12 @@ dispatch:
     }
     do_call: {
         /* callee's arguments are the top nparams operands; pc is the
-         * caller's continuation. */
+         * caller's continuation (NULL for the entry).  A resume re-executes
+         * the checkpoint with the same callee. */
         const iw__code *code;
         iw__slot *nfp = sp - callee->type.nparams;
         iw__frame *fr;
-        FUEL();
+        CHECKPOINT((void)0);
         if (s->depth >= s->cfg.max_call_depth)
             TRAP(IW_TRAP_STACK_EXHAUSTED);
         fr = &s->frames[s->depth];
@@ -898,11 +978,14 @@ dispatch:
         fr->func = cur;
         if (callee->host) {
             s->depth++;
-            st = call_host(s, callee, inst, nfp, cur->index);
+            st = call_host(s, callee, inst, nfp,
+                           cur ? (int64_t)cur->index : -1);
             s->depth--;
             if (st != IW_OK)
                 goto fail;
             sp = nfp + callee->type.nresults;
+            if (!pc)
+                goto done; /* the host called a host function */
             RELOAD_MEM();
             NEXT();
         }
@@ -1246,6 +1329,7 @@ dispatch:
         sp -= 3;
         if ((uint64_t)src + n > len || (uint64_t)dst + n > msize)
             TRAP(IW_TRAP_OOB_MEMORY);
+        BULK_FUEL(n >> 16);
         if (n)
             memcpy(mbase + dst, d->bytes + src, n);
         NEXT();
@@ -1257,6 +1341,7 @@ dispatch:
         sp -= 3;
         if ((uint64_t)src + n > msize || (uint64_t)dst + n > msize)
             TRAP(IW_TRAP_OOB_MEMORY);
+        BULK_FUEL(n >> 16);
         if (n)
             memmove(mbase + dst, mbase + src, n);
         NEXT();
@@ -1267,6 +1352,7 @@ dispatch:
         sp -= 3;
         if ((uint64_t)dst + n > msize)
             TRAP(IW_TRAP_OOB_MEMORY);
+        BULK_FUEL(n >> 16);
         if (n)
             memset(mbase + dst, val, n);
         NEXT();
@@ -1280,6 +1366,7 @@ dispatch:
         sp -= 3;
         if ((uint64_t)src + n > e->count || (uint64_t)dst + n > t->size)
             TRAP(IW_TRAP_OOB_TABLE);
+        BULK_FUEL(n >> 10);
         if (n)
             memcpy(t->elems + dst, e->items + src, (size_t)n * sizeof(iw__slot));
         NEXT();
@@ -1294,6 +1381,7 @@ dispatch:
         sp -= 3;
         if ((uint64_t)src + n > ts->size || (uint64_t)dst + n > td->size)
             TRAP(IW_TRAP_OOB_TABLE);
+        BULK_FUEL(n >> 10);
         if (n)
             memmove(td->elems + dst, ts->elems + src,
                     (size_t)n * sizeof(iw__slot));
@@ -1316,6 +1404,7 @@ dispatch:
         sp -= 3;
         if ((uint64_t)i + n > t->size)
             TRAP(IW_TRAP_OOB_TABLE);
+        BULK_FUEL(n >> 10);
         for (k = 0; k < n; k++)
             t->elems[i + k] = val;
         NEXT();
@@ -1333,25 +1422,59 @@ done:
     s->depth = entry_depth;
     return IW_OK;
 
+suspend:
+    /* A fuel or interrupt trap at a checkpoint: keep everything in place
+     * when this call can be resumed, otherwise unwind like any trap. */
+    if (resumable && outer) {
+        iw__suspended *su = &s->susp;
+        su->active = true;
+        su->func = f;
+        su->base = entry_sp;
+        su->base_depth = entry_depth;
+        su->depth = s->depth;
+        su->pc = pc;
+        su->fp = fp;
+        su->sp = sp;
+        su->cur = cur;
+        su->callee = callee;
+        iw__store_trap(s, tc, cur ? (int64_t)cur->index
+                                  : (callee->host ? -1 : (int64_t)callee->index),
+                       NULL);
+        /* Idle store, as after a return; the record keeps the rest. */
+        s->sp = entry_sp;
+        s->depth = entry_depth;
+        return IW_TRAP;
+    }
 trap:
-    iw__store_trap(s, tc, cur->index, NULL);
+    /* Before the entry frame (cur == NULL) the trap is the callee's. */
+    iw__store_trap(s, tc,
+                   cur ? (int64_t)cur->index
+                       : (callee->host ? -1 : (int64_t)callee->index),
+                   NULL);
     st = IW_TRAP;
 fail:
     s->sp = entry_sp;
     s->depth = entry_depth;
     return st;
+}
 
-entry_trap:
-    iw__store_trap(s, tc, f->host ? -1 : (int64_t)f->index, NULL);
-    return IW_TRAP;
+/* Runs f for instantiation (the start function): never suspends. */
+iw_status iw__exec(iw_store *s, iw_func *f)
+{
+    if (!s->stack || !s->frames || !s->sp) {
+        iw__store_trap(s, IW_TRAP_STACK_EXHAUSTED, -1, NULL);
+        return IW_TRAP;
+    }
+    return run(s, f, false);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Public call API.                                                         */
 
 /* Calls f from the embedder (or, reentrantly, from a host function):
- * checks the signature, places the arguments at s->sp, runs iw__exec and
- * converts the results back with their types set. */
+ * checks the signature, places the arguments at s->sp, runs the
+ * interpreter (which abandons a suspended call, and can suspend this one,
+ * when outermost) and converts the results back with their types set. */
 iw_status iw_call_func(iw_func *f, const iw_val *args, size_t nargs,
                        iw_val *results, size_t nresults)
 {
@@ -1388,12 +1511,7 @@ iw_status iw_call_func(iw_func *f, const iw_val *args, size_t nargs,
             return IW_ARG;
         }
     }
-    if (!s->stack || !s->frames) {
-        iw__store_trap(s, IW_TRAP_NONE, -1, "store has no stack");
-        return IW_NOMEM;
-    }
-    if (!s->sp)
-        s->sp = s->stack;
+    /* A store from iw_store_new always has its stacks (s->sp included). */
     base = s->sp;
     need = t->nparams > t->nresults ? t->nparams : t->nresults;
     if (!stack_room(s, base, need)) {
@@ -1402,7 +1520,7 @@ iw_status iw_call_func(iw_func *f, const iw_val *args, size_t nargs,
     }
     for (i = 0; i < t->nparams; i++)
         base[i] = val_to_slot(t->params[i], &args[i]);
-    st = iw__exec(s, f);
+    st = run(s, f, true);
     if (st == IW_OK)
         for (i = 0; i < t->nresults; i++)
             slot_to_val(t->results[i], base[i], &results[i]);
@@ -1447,15 +1565,80 @@ iw_status iw_call_exit(iw_call *call, int code)
     return IW_EXIT;
 }
 
+/* Sets the fuel budget (negative: metering off).  Safe from a host
+ * function: the running call sees the new budget at its next checkpoint. */
 void iw_store_set_fuel(iw_store *s, int64_t fuel)
 {
     if (!s)
         return;
     s->fuel_on = fuel >= 0;
     s->fuel = fuel >= 0 ? fuel : 0;
+    s->tick = 0; /* the next checkpoint re-arms from the new budget */
 }
 
+/* Remaining fuel, exact at any time (also inside a host function). */
 int64_t iw_store_get_fuel(const iw_store *s)
 {
-    return s && s->fuel_on ? s->fuel : -1;
+    return s && s->fuel_on ? s->fuel + s->tick : -1;
+}
+
+/* Sets the interrupt flag; the only store function safe from any thread. */
+void iw_store_interrupt(iw_store *s)
+{
+    if (s)
+        IW__FLAG_SET(&s->interrupt, 1);
+}
+
+void iw_store_clear_interrupt(iw_store *s)
+{
+    if (s)
+        IW__FLAG_SET(&s->interrupt, 0);
+}
+
+int iw_store_can_resume(const iw_store *s)
+{
+    return s && s->susp.active ? 1 : 0;
+}
+
+/* Continues the suspended call where its checkpoint stopped it and returns
+ * like iw_call_func: results converted with the called function's types;
+ * IW_TRAP again (and suspended again) when it runs out of fuel or is
+ * interrupted once more.  IW_ARG when nothing is suspended, a call is
+ * running, or nresults/results do not fit the signature. */
+iw_status iw_store_resume(iw_store *s, iw_val *results, size_t nresults)
+{
+    const iw_functype *t;
+    iw__slot *base;
+    iw_status st;
+    uint32_t i;
+
+    if (!s)
+        return IW_ARG;
+    if (!s->susp.active || s->host_depth != 0) {
+        iw__store_trap(s, IW_TRAP_NONE, -1, "no suspended call to resume");
+        return IW_ARG;
+    }
+    t = &s->susp.func->type;
+    if (nresults != t->nresults) {
+        iw__store_trap(s, IW_TRAP_NONE, -1, "expected %u results, got %zu",
+                       (unsigned)t->nresults, nresults);
+        return IW_ARG;
+    }
+    if (nresults && !results) {
+        iw__store_trap(s, IW_TRAP_NONE, -1, "NULL result array");
+        return IW_ARG;
+    }
+    base = s->susp.base;
+    st = run(s, NULL, true);
+    if (st == IW_OK)
+        for (i = 0; i < t->nresults; i++)
+            slot_to_val(t->results[i], base[i], &results[i]);
+    return st;
+}
+
+/* Drops the suspended call (no-op when there is none). */
+void iw_store_abandon(iw_store *s)
+{
+    if (s)
+        drop_suspended(s);
 }

@@ -99,6 +99,7 @@ void iw_config_default(iw_config *cfg)
     cfg->max_table_elems = 10000000;
     cfg->stack_slots = 256u * 1024u;
     cfg->max_call_depth = 10000;
+    cfg->max_host_depth = 64;
 }
 
 /* Creates a store with a copy of cfg (defaults when NULL): a value stack of
@@ -124,8 +125,12 @@ iw_store *iw_store_new(const iw_config *cfg)
     s->objs = NULL;
     s->sp = s->stack;
     s->depth = 0;
+    s->host_depth = 0;
+    s->tick = 0;
     s->fuel_on = false;
     s->fuel = 0;
+    IW__FLAG_INIT(&s->interrupt);
+    memset(&s->susp, 0, sizeof s->susp);
     s->trap = IW_TRAP_NONE;
     s->trap_func = -1;
     s->exit_code = 0;

@@ -207,10 +207,13 @@ typedef struct iw_config {
     uint32_t max_table_elems;  /* cap on every table in the store */
     uint32_t stack_slots;      /* value stack size in 8-byte slots */
     uint32_t max_call_depth;   /* nested calls before "call stack exhausted" */
+    uint32_t max_host_depth;   /* nested host->guest re-entries (each uses
+                                  the host's C stack) before "call stack
+                                  exhausted" */
 } iw_config;
 
 /* Fills *cfg with the defaults (65536 pages, 10M table elements, 256K slots,
- * depth 10000). */
+ * depth 10000, host re-entry depth 64). */
 IW_API void iw_config_default(iw_config *cfg /* OUT */);
 
 /* Creates a store; cfg may be NULL for the defaults (it is copied).  Returns
@@ -225,12 +228,37 @@ IW_API iw_trap iw_store_trap(const iw_store *s);
 IW_API const char *iw_store_errmsg(const iw_store *s);
 /* Function index (in its module) where the last trap happened, or -1. */
 IW_API int64_t iw_store_trap_func(const iw_store *s);
-/* Fuel: when set (fuel >= 0) every loop iteration and every call consumes
- * one unit and a call traps with "out of fuel" when none is left.  A
- * negative value switches metering off (the default). */
+/* Metering.  Guest code reaches a "checkpoint" at every loop iteration and
+ * every call; straight-line code between checkpoints is bounded by the size
+ * of a function body.
+ *
+ * Fuel: when set (fuel >= 0) every checkpoint consumes one unit and the call
+ * traps with "out of fuel" when none is left.  A negative value switches
+ * metering off (the default).  Fuel persists across calls until set again. */
 IW_API void iw_store_set_fuel(iw_store *s, int64_t fuel);
 /* Remaining fuel, or -1 when metering is off. */
 IW_API int64_t iw_store_get_fuel(const iw_store *s);
+
+/* Interrupt: may be called from any thread (a watchdog).  The call running
+ * in the store traps with "interrupted" within 1025 checkpoints; a host
+ * function that blocks delays it until it returns.  When no call is
+ * running, the next call traps at its entry.  Bulk memory/table operations
+ * are charged one unit of fuel per 64 KiB / 1024 elements before they run.  The flag is cleared when the trap is raised, or by
+ * iw_store_clear_interrupt(). */
+IW_API void iw_store_interrupt(iw_store *s);
+IW_API void iw_store_clear_interrupt(iw_store *s);
+
+/* Resuming.  When a call traps with "out of fuel" or "interrupted" while no
+ * host function is between the host's iw_call_func and the guest code, the
+ * call is suspended instead of unwound: iw_store_can_resume() is 1 and,
+ * after refilling fuel (or deciding to continue), iw_store_resume()
+ * continues it exactly where it stopped, returning like iw_call_func.
+ * iw_store_abandon() drops it; any other call into the store abandons it
+ * too. */
+IW_API int iw_store_can_resume(const iw_store *s);
+IW_API iw_status iw_store_resume(iw_store *s, iw_val *results /* OUT */,
+                                 size_t nresults);
+IW_API void iw_store_abandon(iw_store *s);
 /* Exit code given with IW_EXIT (see iw_call_exit). */
 IW_API int iw_store_exit_code(const iw_store *s);
 

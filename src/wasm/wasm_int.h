@@ -12,6 +12,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The interrupt flag is written by any thread (iw_store_interrupt) and read
+ * by the one running the store: a C11 atomic, or a volatile sig_atomic_t
+ * where the compiler has no atomics. */
+#ifndef __STDC_NO_ATOMICS__
+#include <stdatomic.h>
+typedef atomic_int iw__flag;
+#define IW__FLAG_INIT(p) atomic_init((p), 0)
+#define IW__FLAG_SET(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+#define IW__FLAG_GET(p) atomic_load_explicit((p), memory_order_relaxed)
+#define IW__FLAG_TAKE(p) atomic_exchange_explicit((p), 0, memory_order_relaxed)
+#else
+#include <signal.h>
+typedef volatile sig_atomic_t iw__flag;
+#define IW__FLAG_INIT(p) (*(p) = 0)
+#define IW__FLAG_SET(p, v) (*(p) = (v))
+#define IW__FLAG_GET(p) (*(p))
+#define IW__FLAG_TAKE(p) (*(p) ? (*(p) = 0, 1) : 0)
+#endif
+
 #include "wasm.h"
 
 /* ------------------------------------------------------------------------ */
@@ -352,6 +371,40 @@ typedef struct iw__frame {
     iw_func *func;             /* the caller */
 } iw__frame;
 
+/* Metering (exec.c).  Every checkpoint (loop head, call, and the entry of
+ * a call from the host) does one fast step: `if (--s->tick < 0) slow path`.
+ * The slow path honours the interrupt flag, moves up to IW__TICK_INTERVAL
+ * units of fuel from s->fuel into s->tick (the checkpoint that entered it
+ * pays one), or traps "out of fuel" when none is left.  Hence:
+ *   - remaining fuel is exactly s->fuel + s->tick at any moment outside a
+ *     checkpoint (s->tick >= 0 there), also while a host function runs;
+ *   - an interrupt is honoured within IW__TICK_INTERVAL + 1 checkpoints of
+ *     the flag being set (at the first checkpoint when set before a call:
+ *     the entry of an outermost call checks the flag itself);
+ *   - with metering off the countdown still runs, so interrupts work. */
+#define IW__TICK_INTERVAL 1024
+
+/* A call suspended at a checkpoint by "out of fuel" or "interrupted"
+ * (iw_store_resume continues it).  Only the outermost call from the host
+ * can be suspended: its slots [base, sp) and frames [base_depth, depth)
+ * stay in the store's stacks, while s->sp and s->depth go back to base and
+ * base_depth as after any return.  The next outermost call reuses that
+ * space, which is why it abandons the suspended call first. */
+typedef struct iw__suspended {
+    bool active;               /* a call is suspended */
+    iw_func *func;             /* the function the host called (result types) */
+    iw__slot *base;            /* its arguments, where its results go */
+    uint32_t base_depth;       /* frame depth at its entry */
+    uint32_t depth;            /* frame depth at the checkpoint */
+    const uint32_t *pc;        /* where to continue (NULL before the entry) */
+    iw__slot *fp;              /* frame pointer at the checkpoint */
+    iw__slot *sp;              /* operand stack top at the checkpoint */
+    iw_func *cur;              /* running function (NULL before the entry) */
+    iw_func *callee;           /* non-NULL: suspended at the checkpoint of a
+                                  call to callee (its arguments are on the
+                                  stack); NULL: at the loop op at pc */
+} iw__suspended;
+
 struct iw_store {
     iw_config cfg;
     iw__obj *objs;             /* every object created in the store */
@@ -360,9 +413,17 @@ struct iw_store {
     iw__slot *sp;              /* first free slot (reentrant calls start here) */
     iw__frame *frames;         /* cfg.max_call_depth frames */
     uint32_t depth;            /* frames in use */
+    uint32_t host_depth;       /* host functions running (called by the
+                                  interpreter): 0 means a call entering
+                                  the store is the outermost one; each is
+                                  a possible host->guest re-entry (capped
+                                  at cfg.max_host_depth) */
 
+    int32_t tick;              /* checkpoints left before the slow path */
     bool fuel_on;              /* metering enabled (iw_store_set_fuel) */
-    int64_t fuel;              /* units left when fuel_on */
+    int64_t fuel;              /* when fuel_on: units left beyond s->tick */
+    iw__flag interrupt;        /* set by iw_store_interrupt (any thread) */
+    iw__suspended susp;        /* the suspended call, if any */
 
     iw_trap trap;              /* last trap */
     int64_t trap_func;         /* function index of the last trap, or -1 */
@@ -392,8 +453,9 @@ bool iw__functype_eq(const iw_functype *a, const iw_functype *b);
 
 /* Runs f with its arguments already in place at s->sp[0 .. nparams-1];
  * results are left at s->sp[0 .. nresults-1].  Returns IW_OK, IW_TRAP or
- * IW_EXIT (details in the store).  Defined in exec.c; used by iw_call_func
- * and by instantiation (start function). */
+ * IW_EXIT (details in the store).  Never suspends (a fuel or interrupt trap
+ * unwinds); when no call is running it first abandons a suspended one.
+ * Defined in exec.c; used by instantiation (start function). */
 iw_status iw__exec(iw_store *s, iw_func *f);
 
 /* Memory growth shared by memory.grow and iw_memory_grow: returns the old
