@@ -32,27 +32,40 @@
  *     labelled "custom \"name\"").
  *     Non-printable bytes in names are shown as \xNN.
  *
- *   isoflow wasm run [--invoke NAME] [--time] FILE.wasm [ARGS...]
- *     prints every result on its own line: i32/i64 signed decimal, f32 "%.9g",
- *     f64 "%.17g" (NaN "nan"/"-nan", infinities "inf"/"-inf"), references
- *     "null" or "funcref"/"externref"; exit 0.
+ *   isoflow wasm run [OPTIONS] FILE.wasm [ARGS...]
+ *     Without --invoke: runs the module's '_start' (a WASI command) with
+ *     the guest argv [basename(FILE), ARGS...] and exits with the guest's
+ *     exit code (proc_exit, or main's return through _start; 0 when
+ *     _start returns).  With --invoke NAME: calls the export NAME with
+ *     ARGS converted to its parameter types ('_initialize' first when the
+ *     module exports it) and prints every result on its own line:
+ *     i32/i64 signed decimal, f32 "%.9g", f64 "%.17g" (NaN "nan"/"-nan",
+ *     infinities "inf"/"-inf"), references "null" or
+ *     "funcref"/"externref"; exit 0.  wasi_snapshot_preview1 imports are
+ *     linked in both modes (guest argv [basename(FILE)] with --invoke).
  *     ARGS: i32/i64 decimal or 0x hex, '-' allowed (unsigned spellings up to
  *     2^N-1 wrap); f32/f64 decimal, hex float, nan, inf, -inf; refs "null".
  *     The form "--invoke NAME ARGS... FILE.wasm" (ARGS before a FILE ending
  *     in .wasm) is accepted too.
+ *     Options (each also as --opt=VALUE): --fuel N, --timeout MS,
+ *     --max-memory SIZE (bytes, K/M/G suffixes in KiB/MiB/GiB, or Np
+ *     pages), --dir HOST[:GUEST] (repeatable), --env K=V (repeatable),
+ *     --invoke NAME, --time.
  *     Errors (stderr, "isoflow: " prefix):
+ *       "option '--fuel' needs a whole number >= 0, got 'x'"         exit 2
+ *       "option '--dir': cannot open directory 'd': <strerror>"      exit 2
  *       "NAME expects 1 argument (i32), got 2"                       exit 2
  *       "NAME: argument 1: 'x' is not a valid i32"                   exit 2
- *       "FILE imports wasi_snapshot_preview1.fd_write: WASI support
- *        arrives with issue 3"                                       exit 2
  *       "FILE: unresolved import env.foo"                            exit 1
  *       "FILE: no exported function 'NAME'"                          exit 1
  *       "FILE: no '_start' export; use --invoke NAME (exported
  *        functions: a, b)"                                           exit 1
  *       "trap: <message> in function <name|#index>"                  exit 3
  *       ("trap: <message>" when the engine does not know the function)
+ *       "trap: timeout after N ms (interrupted) in function NAME"    exit 3
+ *       "timeout after N ms: the guest is blocked in a host call"    exit 3
  *       "unknown option '--foo' (see 'isoflow wasm run --help')"     exit 2
- *     A guest exit (IW_EXIT) exits with the guest's code.
+ *     A guest exit (IW_EXIT) exits with the guest's code (modulo 256).
  *     --time adds on stderr:
  *       "time: load+instantiate X.XXX ms, call Y.YYY ms"
  */
@@ -60,9 +73,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "../wasm/wasi.h"
 #include "../wasm/wasm.h"
 #include "cli.h"
 
@@ -656,22 +673,50 @@ static void help_run(FILE *out)
 {
     fprintf(
         out,
-        "usage: isoflow wasm run [OPTIONS] FILE.wasm [ARGS...]\n\n"
-        "Instantiates a WebAssembly module and runs its '_start' export,\n"
-        "or with --invoke the exported function NAME with ARGS converted\n"
-        "to its parameter types, printing each result on its own line.\n"
-        "(Modules must not have imports yet: WASI arrives with issue 3.)\n\n"
-        "options:\n"
-        "  --invoke NAME   call the exported function NAME\n"
-        "                  ARGS: i32/i64 decimal or 0x hex (negative\n"
-        "                  allowed), f32/f64 decimal, nan, inf, -inf\n"
-        "  --time          print load+instantiate and call times to "
+        "usage: isoflow wasm run [OPTIONS] FILE.wasm [ARGS...]\n"
+        "       isoflow wasm run [OPTIONS] --invoke NAME FILE.wasm [ARGS...]\n"
+        "\n"
+        "Runs a WebAssembly module.  Without --invoke it runs the WASI\n"
+        "command's '_start' with the program arguments [FILE's base name,\n"
+        "ARGS...] and exits with the program's exit code.  With --invoke it\n"
+        "calls the exported function NAME with ARGS converted to its\n"
+        "parameter types ('_initialize' first when the module exports it)\n"
+        "and prints each result on its own line.  WASI\n"
+        "(wasi_snapshot_preview1) imports are provided in both modes; the\n"
+        "guest sees only its arguments, the --env variables, stdin/stdout/\n"
+        "stderr and the --dir directories.\n\n"
+        "options (VALUE may also follow '=', e.g. --fuel=1000):\n"
+        "  --invoke NAME        call the exported function NAME\n"
+        "                       ARGS: i32/i64 decimal or 0x hex (negative\n"
+        "                       allowed), f32/f64 decimal, nan, inf, -inf\n"
+        "  --fuel N             stop with 'out of fuel' after N loop\n"
+        "                       iterations and calls\n"
+        "  --timeout MS         stop with 'timeout' after MS milliseconds of\n"
+        "                       instantiation and run time\n"
+        "  --max-memory SIZE    cap linear memory: bytes, or with K/M/G\n"
+        "                       (KiB/MiB/GiB), or Np for N 64 KiB pages;\n"
+        "                       rounded down to whole pages, at most 4G;\n"
+        "                       memory.grow beyond it returns -1\n"
+        "  --dir HOST[:GUEST]   grant the directory HOST, visible to the\n"
+        "                       guest as GUEST (default: HOST); repeatable.\n"
+        "                       Without --dir there is no file system access;\n"
+        "                       absolute paths, '..' above a granted\n"
+        "                       directory and symbolic links are refused\n"
+        "  --env KEY=VALUE      set a guest environment variable; repeatable\n"
+        "                       (the host's environment is not passed)\n"
+        "  --time               print load+instantiate and call times to "
         "stderr\n"
-        "  --help          show this text\n\n"
-        "exit status: 0 ok, 1 error, 2 usage or unsupported import,\n"
-        "             3 trap, or the guest's exit code\n\n"
-        "example: isoflow wasm run --invoke fib build/examples/wasm/"
-        "fib.wasm 30\n");
+        "  --help               show this text\n\n"
+        "exit status: the guest's exit code (modulo 256), or 0 after\n"
+        "             --invoke; 1 error (bad module, unresolved import);\n"
+        "             2 usage; 3 trap (including out of fuel and timeout)\n\n"
+        "examples:\n"
+        "  isoflow wasm run --invoke fib build/examples/wasm/fib.wasm 30\n"
+        "  isoflow wasm run hello.wasm one two\n"
+        "  isoflow wasm run --env GREETING=hi --timeout 500 hello.wasm\n"
+        "  isoflow wasm run --dir ./data:/data --max-memory 16M app.wasm "
+        "/data\n"
+        "  echo 1 2 3 | isoflow wasm run --fuel 1000000 count.wasm\n");
 }
 
 /* 1 when `s` looks like a negative number rather than an option. */
@@ -821,10 +866,13 @@ static void print_val(const iw_val *v)
 }
 
 /* Prints the trap recorded in the store:
- * "isoflow: trap: MSG in function NAME|#IDX". */
-static void report_trap(const iw_store *s, const iw_module *m)
+ * "isoflow: trap: MSG in function NAME|#IDX", with `msg` (when not NULL)
+ * in place of the store's message. */
+static void report_trap(const iw_store *s, const iw_module *m,
+                        const char *msg)
 {
-    const char *msg = iw_store_errmsg(s);
+    if (!msg)
+        msg = iw_store_errmsg(s);
     int64_t fidx = iw_store_trap_func(s);
     char where[300];
     sbuf b = {where, sizeof where, 0};
@@ -844,42 +892,26 @@ static void report_trap(const iw_store *s, const iw_module *m)
     cli_errf("trap: %s%s", msg, where);
 }
 
-/* Checks that every import can be satisfied (none can yet).  Returns 0
- * when the module has no imports, else prints why and returns the exit
- * code. */
+/* Checks that every import other than wasi_snapshot_preview1 (which the
+ * WASI context provides) can be satisfied; none can yet.  Returns 0, or
+ * prints "FILE: unresolved import M.N" and returns the exit code. */
 static int check_imports(const char *path, const iw_module *m)
 {
     uint32_t n = iw_module_import_count(m);
     iw_extern_desc d;
-    int first_wasi = -1;
     for (uint32_t i = 0; i < n; i++) {
         char name[512];
         sbuf b = {name, sizeof name, 0};
         if (iw_module_import(m, i, &d) != IW_OK)
             continue;
-        name[0] = '\0';
-        if (d.kind == IW_EXTERN_FUNC && d.module &&
-            cli_streq(d.module, "wasi_snapshot_preview1")) {
-            if (first_wasi < 0)
-                first_wasi = (int)i;
+        if (d.module && cli_streq(d.module, "wasi_snapshot_preview1"))
             continue;
-        }
+        name[0] = '\0';
         sb_name(&b, d.module ? d.module : "", 200);
         sb_add(&b, ".");
         sb_name(&b, d.name ? d.name : "", 200);
         cli_errf("%s: unresolved import %s", path, name);
         return CLI_EXIT_FAIL;
-    }
-    if (first_wasi >= 0 &&
-        iw_module_import(m, (uint32_t)first_wasi, &d) == IW_OK) {
-        char name[256];
-        sbuf b = {name, sizeof name, 0};
-        name[0] = '\0';
-        sb_name(&b, d.name ? d.name : "", 200);
-        cli_errf("%s imports wasi_snapshot_preview1.%s: WASI support "
-                 "arrives with issue 3",
-                 path, name);
-        return CLI_EXIT_USAGE;
     }
     return 0;
 }
@@ -918,27 +950,198 @@ static void list_func_exports(const iw_module *m, char *buf, size_t cap)
     sb_add(&b, shown ? ")" : " (it exports no functions)");
 }
 
-static int cmd_run(int argc, char **argv)
-{
-    const char *invoke = NULL, *path = NULL, *fname;
-    char **args = NULL;
-    int nargs = 0, timing = 0, i = 1, rc = CLI_EXIT_FAIL, npos;
-    uint8_t *bytes = NULL;
-    size_t len = 0;
-    iw_module *m = NULL;
-    iw_store *s = NULL;
-    iw_instance *inst = NULL;
-    iw_func *f;
-    iw_functype ft;
-    iw_extern_desc d;
-    iw_val *vals = NULL, *results = NULL;
-    iw_status st;
-    uint64_t t_load = 0, t_inst0, t_inst = 0, t_call0, t_call = 0;
-    char err[512];
+/* ------------------------------------------------------------------------ */
+/* run: options, the timeout watchdog, the run itself.                     */
 
-    /* Options come before FILE. */
+#define RUN_MAX_TIMEOUT_MS 2147483647u /* about 24 days */
+#define RUN_GRACE_MS 1000u /* after an interrupt, before giving up on a guest
+                              blocked in a host call */
+#define WASM_PAGE 65536u
+#define WASM_MAX_PAGES 65536u
+
+/* Everything `isoflow wasm run` was asked to do.  Strings borrow argv. */
+typedef struct run_opts {
+    const char *invoke; /* --invoke NAME or NULL for _start */
+    int timing;         /* --time */
+    int64_t fuel;       /* --fuel N, -1 when unmetered */
+    uint64_t timeout_ms; /* --timeout MS, 0 when none */
+    int has_max_pages;
+    uint32_t max_pages; /* --max-memory, in pages */
+    iw_wasi_dir *dirs;  /* --dir entries (malloc'ed; strings in dirbuf) */
+    char **dirbuf;      /* malloc'ed copies of the split HOST/GUEST */
+    int ndirs;
+    const char **env;   /* --env entries (malloc'ed array, argv strings) */
+    int nenv;
+} run_opts;
+
+static void run_opts_free(run_opts *o)
+{
+    for (int i = 0; i < 2 * o->ndirs; i++)
+        free(o->dirbuf[i]);
+    free(o->dirbuf);
+    free(o->dirs);
+    free(o->env);
+}
+
+/* Parses a whole decimal number (no sign, no spaces) into *out; 1 on
+ * success, 0 on anything else or when it exceeds `max`. */
+static int parse_count(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    if (!isdigit((unsigned char)s[0]))
+        return 0;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v > max)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* Parses a --max-memory SIZE: "N" bytes, "NK"/"NM"/"NG" (KiB, MiB, GiB;
+ * lower case too) or "Np" pages; bytes are rounded down to whole pages.
+ * Returns 1 with *pages <= 65536, 0 when malformed or larger than 4 GiB. */
+static int parse_mem_size(const char *s, uint32_t *pages)
+{
+    char num[32];
+    size_t n = strlen(s);
+    uint64_t v, mult = 1;
+    int in_pages = 0;
+    if (n == 0 || n >= sizeof num)
+        return 0;
+    memcpy(num, s, n + 1);
+    switch (num[n - 1]) {
+    case 'k': case 'K': mult = 1024u; break;
+    case 'm': case 'M': mult = 1024u * 1024u; break;
+    case 'g': case 'G': mult = 1024u * 1024u * 1024u; break;
+    case 'p': case 'P': in_pages = 1; break;
+    default: n++; break; /* no suffix: keep the last digit */
+    }
+    num[n - 1] = '\0';
+    if (!parse_count(num, UINT64_MAX, &v))
+        return 0;
+    if (in_pages) {
+        if (v > WASM_MAX_PAGES)
+            return 0;
+        *pages = (uint32_t)v;
+        return 1;
+    }
+    if (v > (uint64_t)WASM_MAX_PAGES * WASM_PAGE / mult)
+        return 0;
+    *pages = (uint32_t)(v * mult / WASM_PAGE);
+    return 1;
+}
+
+/* Splits "HOST[:GUEST]" at the first ':' and appends it to o->dirs.
+ * Returns 0, or prints why and returns -1. */
+static int add_dir(run_opts *o, const char *spec)
+{
+    const char *colon = strchr(spec, ':');
+    size_t hlen = colon ? (size_t)(colon - spec) : strlen(spec);
+    const char *guest = colon ? colon + 1 : spec;
+    size_t glen = strlen(guest);
+    iw_wasi_dir *nd;
+    char **nb, *h, *g;
+
+    if (hlen == 0 || glen == 0) {
+        cli_errf("option '--dir' needs HOST[:GUEST] with non-empty paths, "
+                 "got '%s'",
+                 spec);
+        return -1;
+    }
+    nd = realloc(o->dirs, (size_t)(o->ndirs + 1) * sizeof *nd);
+    if (!nd)
+        goto nomem;
+    o->dirs = nd;
+    nb = realloc(o->dirbuf, (size_t)(o->ndirs + 1) * 2 * sizeof *nb);
+    if (!nb)
+        goto nomem;
+    o->dirbuf = nb;
+    h = malloc(hlen + 1);
+    g = malloc(glen + 1);
+    if (!h || !g) {
+        free(h);
+        free(g);
+        goto nomem;
+    }
+    memcpy(h, spec, hlen);
+    h[hlen] = '\0';
+    memcpy(g, guest, glen + 1);
+    o->dirbuf[2 * o->ndirs] = h;
+    o->dirbuf[2 * o->ndirs + 1] = g;
+    o->dirs[o->ndirs].host_path = h;
+    o->dirs[o->ndirs].guest_path = g;
+    o->ndirs++;
+    return 0;
+nomem:
+    cli_errf("out of memory");
+    return -1;
+}
+
+static int add_env(run_opts *o, const char *kv)
+{
+    const char **ne;
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv) {
+        cli_errf("option '--env' needs KEY=VALUE, got '%s'", kv);
+        return -1;
+    }
+    ne = realloc(o->env, (size_t)(o->nenv + 1) * sizeof *ne);
+    if (!ne) {
+        cli_errf("out of memory");
+        return -1;
+    }
+    o->env = ne;
+    o->env[o->nenv++] = kv;
+    return 0;
+}
+
+/* Matches option `name` at argv[*i], as "NAME VALUE" or "NAME=VALUE".
+ * Returns 1 with *val set and *i advanced past the option, 0 when argv[*i]
+ * is another option, -1 (after printing why) when the value is missing. */
+static int opt_value(int argc, char **argv, int *i, const char *name,
+                     const char **val)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        (*i)++;
+    } else if (a[n] == '\0') {
+        if (*i + 1 >= argc) {
+            cli_errf("option '%s' needs a value (see 'isoflow wasm run "
+                     "--help')",
+                     name);
+            return -1;
+        }
+        *val = argv[*i + 1];
+        *i += 2;
+    } else {
+        return 0;
+    }
+    if ((*val)[0] == '\0') {
+        cli_errf("option '%s' needs a value (see 'isoflow wasm run --help')",
+                 name);
+        return -1;
+    }
+    return 1;
+}
+
+/* Parses the options before FILE into *o.  Returns the index of the first
+ * non-option argument, or -1 after printing an error (exit 2), or -2 after
+ * printing --help (exit 0). */
+static int parse_run_opts(int argc, char **argv, run_opts *o)
+{
+    int i = 1;
+    memset(o, 0, sizeof *o);
+    o->fuel = -1;
     while (i < argc) {
-        const char *a = argv[i];
+        const char *a = argv[i], *v = NULL;
+        uint64_t num;
+        int r;
         if (cli_streq(a, "--")) {
             i++;
             break;
@@ -947,32 +1150,253 @@ static int cmd_run(int argc, char **argv)
             break;
         if (cli_streq(a, "--help") || cli_streq(a, "-h")) {
             help_run(stdout);
-            return CLI_EXIT_OK;
-        } else if (cli_streq(a, "--invoke")) {
-            if (i + 1 >= argc || argv[i + 1][0] == '\0') {
-                cli_errf("option '--invoke' needs a function name (see "
-                         "'isoflow wasm run --help')");
-                return CLI_EXIT_USAGE;
-            }
-            invoke = argv[i + 1];
-            i += 2;
+            return -2;
+        }
+        if (cli_streq(a, "--time")) {
+            o->timing = 1;
+            i++;
             continue;
-        } else if (strncmp(a, "--invoke=", 9) == 0 && a[9] != '\0') {
-            invoke = a + 9;
-        } else if (cli_streq(a, "--time")) {
-            timing = 1;
+        }
+        if ((r = opt_value(argc, argv, &i, "--invoke", &v)) != 0) {
+            if (r < 0)
+                return -1;
+            o->invoke = v;
+        } else if ((r = opt_value(argc, argv, &i, "--fuel", &v)) != 0) {
+            if (r < 0)
+                return -1;
+            if (!parse_count(v, INT64_MAX, &num)) {
+                cli_errf("option '--fuel' needs a whole number >= 0, got "
+                         "'%s'",
+                         v);
+                return -1;
+            }
+            o->fuel = (int64_t)num;
+        } else if ((r = opt_value(argc, argv, &i, "--timeout", &v)) != 0) {
+            if (r < 0)
+                return -1;
+            if (!parse_count(v, RUN_MAX_TIMEOUT_MS, &num) || num == 0) {
+                cli_errf("option '--timeout' needs milliseconds from 1 to "
+                         "%u, got '%s'",
+                         RUN_MAX_TIMEOUT_MS, v);
+                return -1;
+            }
+            o->timeout_ms = num;
+        } else if ((r = opt_value(argc, argv, &i, "--max-memory", &v)) != 0) {
+            if (r < 0)
+                return -1;
+            if (!parse_mem_size(v, &o->max_pages)) {
+                cli_errf("option '--max-memory' needs a size such as 65536, "
+                         "512K, 4M, 1G or 16p (at most 4G), got '%s'",
+                         v);
+                return -1;
+            }
+            o->has_max_pages = 1;
+        } else if ((r = opt_value(argc, argv, &i, "--dir", &v)) != 0) {
+            if (r < 0 || add_dir(o, v) != 0)
+                return -1;
+        } else if ((r = opt_value(argc, argv, &i, "--env", &v)) != 0) {
+            if (r < 0 || add_env(o, v) != 0)
+                return -1;
         } else {
             cli_errf("unknown option '%s' (see 'isoflow wasm run --help')", a);
-            return CLI_EXIT_USAGE;
+            return -1;
         }
-        i++;
     }
+    return i;
+}
+
+/* The --timeout watchdog: a thread that waits on a condition variable until
+ * the deadline (CLOCK_MONOTONIC) and then interrupts the store.  If the
+ * guest is still not done RUN_GRACE_MS later (blocked in a host call such
+ * as a read from a terminal), it ends the process with exit code 3. */
+typedef struct watchdog {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    iw_store *store;      /* borrowed; outlives the watchdog */
+    uint64_t ms;          /* the limit, for messages */
+    struct timespec deadline;
+    int done;             /* set by the runner when the guest finished */
+    int fired;            /* set by the watchdog when it interrupted */
+    int running;          /* the thread exists and must be joined */
+} watchdog;
+
+static void ts_add_ms(struct timespec *ts, uint64_t ms)
+{
+    uint64_t ns = (uint64_t)ts->tv_nsec + (ms % 1000u) * 1000000u;
+    ts->tv_sec += (time_t)(ms / 1000u) + (time_t)(ns / 1000000000u);
+    ts->tv_nsec = (long)(ns % 1000000000u);
+}
+
+/* Waits until w->done or the absolute time `until`; returns 1 when the time
+ * came first.  Called with w->mu held. */
+static int wd_wait(watchdog *w, const struct timespec *until)
+{
+    while (!w->done) {
+        int rc = pthread_cond_timedwait(&w->cv, &w->mu, until);
+        if (rc == ETIMEDOUT)
+            return !w->done;
+    }
+    return 0;
+}
+
+static void *wd_main(void *arg)
+{
+    watchdog *w = arg;
+    pthread_mutex_lock(&w->mu);
+    if (wd_wait(w, &w->deadline)) {
+        struct timespec grace = w->deadline;
+        w->fired = 1;
+        iw_store_interrupt(w->store);
+        ts_add_ms(&grace, RUN_GRACE_MS);
+        if (wd_wait(w, &grace)) {
+            cli_errf("timeout after %" PRIu64 " ms: the guest is blocked in "
+                     "a host call",
+                     w->ms);
+            fflush(NULL);
+            _exit(CLI_EXIT_TRAP);
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Starts the watchdog for `ms` milliseconds from now.  Returns 0, or -1
+ * after printing why (nothing to stop then). */
+static int wd_start(watchdog *w, iw_store *s, uint64_t ms)
+{
+    pthread_condattr_t ca;
+    memset(w, 0, sizeof *w);
+    w->store = s;
+    w->ms = ms;
+    if (pthread_condattr_init(&ca) != 0)
+        goto fail;
+    if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+        pthread_cond_init(&w->cv, &ca) != 0) {
+        pthread_condattr_destroy(&ca);
+        goto fail;
+    }
+    pthread_condattr_destroy(&ca);
+    if (pthread_mutex_init(&w->mu, NULL) != 0) {
+        pthread_cond_destroy(&w->cv);
+        goto fail;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &w->deadline);
+    ts_add_ms(&w->deadline, ms);
+    if (pthread_create(&w->thread, NULL, wd_main, w) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
+        goto fail;
+    }
+    w->running = 1;
+    return 0;
+fail:
+    cli_errf("cannot start the --timeout watchdog thread");
+    return -1;
+}
+
+/* Tells the watchdog the guest is done and joins it.  Returns 1 when it
+ * had interrupted the store. */
+static int wd_stop(watchdog *w)
+{
+    if (!w->running)
+        return 0;
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    w->running = 0;
+    return w->fired;
+}
+
+/* Reports a failed instantiation or call: a trap (exit 3, naming the
+ * timeout when the watchdog caused it), a guest exit (its code), or an
+ * error (exit 1). */
+static int report_status(iw_status st, const iw_store *s, const iw_module *m,
+                         const char *path, const char *what, int timed_out,
+                         uint64_t timeout_ms, const char *err)
+{
+    switch (st) {
+    case IW_TRAP:
+        if (timed_out && iw_store_trap(s) == IW_TRAP_INTERRUPTED) {
+            char msg[96];
+            snprintf(msg, sizeof msg,
+                     "timeout after %" PRIu64 " ms (interrupted)", timeout_ms);
+            report_trap(s, m, msg);
+        } else {
+            report_trap(s, m, NULL);
+        }
+        return CLI_EXIT_TRAP;
+    case IW_EXIT:
+        return iw_store_exit_code(s) & 0xFF;
+    default: {
+        const char *msg = err && err[0] ? err : iw_store_errmsg(s);
+        if (what)
+            cli_errf("%s: %s: %s", path, what,
+                     msg && msg[0] ? msg : iw_status_msg(st));
+        else
+            cli_errf("%s: %s", path, msg && msg[0] ? msg : iw_status_msg(st));
+        return CLI_EXIT_FAIL;
+    }
+    }
+}
+
+/* Returns the last path component of `path` (borrowed from it). */
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash && slash[1] ? slash + 1 : path;
+}
+
+/*
+ * `isoflow wasm run`: parses options, loads FILE, creates the WASI context
+ * (arguments, --env, stdio, --dir), links WASI imports, instantiates under
+ * the --max-memory cap, --fuel and --timeout watchdog, and calls '_start'
+ * or the --invoke function.  Returns the process exit code (see the file
+ * comment); everything it allocates is freed before returning.
+ */
+static int cmd_run(int argc, char **argv)
+{
+    const char *path = NULL, *fname;
+    char **args = NULL;
+    int nargs = 0, timing, i, rc = CLI_EXIT_FAIL, npos, timed_out = 0;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    run_opts o;
+    watchdog wd;
+    iw_module *m = NULL;
+    iw_store *s = NULL;
+    iw_wasi *wasi = NULL;
+    iw_extern *imports = NULL;
+    const char **gargv = NULL;
+    iw_instance *inst = NULL;
+    iw_func *f;
+    iw_functype ft;
+    iw_extern_desc d;
+    iw_config cfg;
+    iw_wasi_config wcfg;
+    iw_val *vals = NULL, *results = NULL;
+    iw_status st;
+    uint64_t t_load = 0, t_inst0, t_inst = 0, t_call0, t_call = 0;
+    char err[512];
+
+    memset(&wd, 0, sizeof wd);
+    i = parse_run_opts(argc, argv, &o);
+    if (i < 0) {
+        run_opts_free(&o);
+        return i == -2 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    }
+    timing = o.timing;
     npos = argc - i;
     if (npos < 1) {
         cli_errf("wasm run needs a FILE (see 'isoflow wasm run --help')");
+        run_opts_free(&o);
         return CLI_EXIT_USAGE;
     }
-    if (invoke && npos >= 2 && !ends_with(argv[i], ".wasm") &&
+    if (o.invoke && npos >= 2 && !ends_with(argv[i], ".wasm") &&
         ends_with(argv[argc - 1], ".wasm")) {
         /* "--invoke NAME ARGS... FILE.wasm" */
         path = argv[argc - 1];
@@ -983,10 +1407,41 @@ static int cmd_run(int argc, char **argv)
         args = argv + i + 1;
         nargs = npos - 1;
     }
-    fname = invoke ? invoke : "_start";
+    fname = o.invoke ? o.invoke : "_start";
+
+    /* The guest's view of the host; a --dir that cannot be opened is a bad
+     * option value, reported before the module is even read. */
+    gargv = calloc((size_t)nargs + 1, sizeof *gargv);
+    if (!gargv) {
+        cli_errf("out of memory");
+        goto done;
+    }
+    gargv[0] = base_name(path);
+    iw_wasi_config_default(&wcfg);
+    wcfg.argc = 1;
+    if (!o.invoke) {
+        for (int k = 0; k < nargs; k++)
+            gargv[k + 1] = args[k];
+        wcfg.argc = 1 + nargs;
+    }
+    wcfg.argv = gargv;
+    wcfg.envc = o.nenv;
+    wcfg.envp = o.env;
+    wcfg.ndirs = o.ndirs;
+    wcfg.dirs = o.dirs;
+    err[0] = '\0';
+    st = iw_wasi_new(&wcfg, &wasi, err, sizeof err);
+    if (st != IW_OK) {
+        if (st == IW_ARG)
+            cli_errf("option '--dir': %s", err);
+        else
+            cli_errf("%s", err[0] ? err : iw_status_msg(st));
+        rc = st == IW_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
+        goto done;
+    }
 
     if (load_module(path, &bytes, &len, &m, &t_load) != 0)
-        return CLI_EXIT_FAIL;
+        goto done;
 
     /* Resolve the function and its arguments before running anything. */
     switch (module_func_export(m, fname, &d)) {
@@ -999,28 +1454,23 @@ static int cmd_run(int argc, char **argv)
     default: {
         char list[512];
         list_func_exports(m, list, sizeof list);
-        if (invoke)
+        if (o.invoke)
             cli_errf("%s: no exported function '%s'%s", path, fname, list);
         else
             cli_errf("%s: no '_start' export; use --invoke NAME%s", path, list);
         goto done;
     }
     }
-    if (!invoke && nargs > 0)
-        fprintf(stderr, "isoflow: note: program arguments are passed through "
-                        "WASI (issue 3); ignored for now\n");
-    if (invoke || d.func.nparams > 0) {
-        if ((uint32_t)nargs != d.func.nparams || !invoke) {
-            char types[512];
-            sbuf b = {types, sizeof types, 0};
-            types[0] = '\0';
-            sb_types(&b, d.func.params, d.func.nparams);
-            cli_errf("%s expects %" PRIu32 " argument%s %s, got %d", fname,
-                     d.func.nparams, d.func.nparams == 1 ? "" : "s", types,
-                     invoke ? nargs : 0);
-            rc = CLI_EXIT_USAGE;
-            goto done;
-        }
+    if (o.invoke ? (uint32_t)nargs != d.func.nparams : d.func.nparams > 0) {
+        char types[512];
+        sbuf b = {types, sizeof types, 0};
+        types[0] = '\0';
+        sb_types(&b, d.func.params, d.func.nparams);
+        cli_errf("%s expects %" PRIu32 " argument%s %s, got %d", fname,
+                 d.func.nparams, d.func.nparams == 1 ? "" : "s", types,
+                 o.invoke ? nargs : 0);
+        rc = CLI_EXIT_USAGE;
+        goto done;
     }
     vals = calloc(d.func.nparams ? d.func.nparams : 1, sizeof *vals);
     results = calloc(d.func.nresults ? d.func.nresults : 1, sizeof *results);
@@ -1028,7 +1478,7 @@ static int cmd_run(int argc, char **argv)
         cli_errf("out of memory");
         goto done;
     }
-    for (uint32_t k = 0; k < d.func.nparams; k++) {
+    for (uint32_t k = 0; o.invoke && k < d.func.nparams; k++) {
         if (!parse_val(args[k], d.func.params[k], &vals[k])) {
             cli_errf("%s: argument %" PRIu32 ": '%s' is not a valid %s", fname,
                      k + 1, args[k], iw_valtype_name(d.func.params[k]));
@@ -1041,28 +1491,48 @@ static int cmd_run(int argc, char **argv)
         goto done;
     rc = CLI_EXIT_FAIL;
 
-    s = iw_store_new(NULL);
-    if (!s) {
+    iw_config_default(&cfg);
+    if (o.has_max_pages)
+        cfg.max_memory_pages = o.max_pages;
+    s = iw_store_new(&cfg);
+    imports = calloc(iw_module_import_count(m) + 1u, sizeof *imports);
+    if (!s || !imports) {
         cli_errf("out of memory");
         goto done;
     }
     err[0] = '\0';
-    t_inst0 = cli_now_ns();
-    st = iw_instantiate(s, m, NULL, 0, &inst, err, sizeof err);
-    t_inst = cli_now_ns() - t_inst0;
-    if (st == IW_TRAP) {
-        report_trap(s, m);
-        rc = CLI_EXIT_TRAP;
-        goto done;
-    } else if (st == IW_EXIT) {
-        rc = iw_store_exit_code(s) & 0xFF;
-        goto done;
-    } else if (st != IW_OK) {
+    st = iw_wasi_link(wasi, s, m, imports, err, sizeof err);
+    if (st != IW_OK) {
         cli_errf("%s: %s", path, err[0] ? err : iw_status_msg(st));
+        goto done;
+    }
+    if (o.fuel >= 0)
+        iw_store_set_fuel(s, o.fuel);
+    /* The guest writes to fd 1 directly: flush what the command printed. */
+    fflush(stdout);
+    if (o.timeout_ms && wd_start(&wd, s, o.timeout_ms) != 0)
+        goto done;
+
+    err[0] = '\0';
+    t_inst0 = cli_now_ns();
+    st = iw_instantiate(s, m, imports, iw_module_import_count(m), &inst, err,
+                        sizeof err);
+    if (st == IW_OK && o.invoke && !cli_streq(fname, "_initialize") &&
+        (f = iw_instance_func(inst, "_initialize")) != NULL) {
+        ft = iw_func_type(f);
+        if (ft.nparams == 0 && ft.nresults == 0)
+            st = iw_call_func(f, NULL, 0, NULL, 0);
+    }
+    t_inst = cli_now_ns() - t_inst0;
+    if (st != IW_OK) {
+        timed_out = wd_stop(&wd);
+        rc = report_status(st, s, m, path, NULL, timed_out, o.timeout_ms,
+                           err);
         goto done;
     }
     f = iw_instance_func(inst, fname);
     if (!f) {
+        wd_stop(&wd);
         cli_errf("%s: no exported function '%s'", path, fname);
         goto done;
     }
@@ -1070,39 +1540,33 @@ static int cmd_run(int argc, char **argv)
     t_call0 = cli_now_ns();
     st = iw_call_func(f, vals, d.func.nparams, results, ft.nresults);
     t_call = cli_now_ns() - t_call0;
+    timed_out = wd_stop(&wd);
     if (timing)
         fprintf(stderr, "time: load+instantiate %.3f ms, call %.3f ms\n",
                 (double)(t_load + t_inst) / 1e6, (double)t_call / 1e6);
     timing = 0;
-    switch (st) {
-    case IW_OK:
+    if (st == IW_OK) {
         for (uint32_t k = 0; k < ft.nresults && k < d.func.nresults; k++)
             print_val(&results[k]);
         rc = CLI_EXIT_OK;
-        break;
-    case IW_TRAP:
-        report_trap(s, m);
-        rc = CLI_EXIT_TRAP;
-        break;
-    case IW_EXIT:
-        rc = iw_store_exit_code(s) & 0xFF;
-        break;
-    default: {
-        const char *msg = iw_store_errmsg(s);
-        cli_errf("%s: %s: %s", path, fname,
-                 msg && msg[0] ? msg : iw_status_msg(st));
-        break;
-    }
+    } else {
+        rc = report_status(st, s, m, path, fname, timed_out, o.timeout_ms,
+                           NULL);
     }
 done:
+    wd_stop(&wd);
     if (timing && t_load)
         fprintf(stderr, "time: load+instantiate %.3f ms\n",
                 (double)(t_load + t_inst) / 1e6);
     free(vals);
     free(results);
+    free(imports);
     iw_store_free(s);
+    iw_wasi_free(wasi);
     iw_module_free(m);
     free(bytes);
+    free(gargv);
+    run_opts_free(&o);
     return rc;
 }
 

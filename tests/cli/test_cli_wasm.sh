@@ -2,7 +2,8 @@
 # test_cli_wasm.sh - integration test of the real `isoflow` binary's
 # `wasm validate|info|run` subcommands: exact stdout, stderr and exit codes
 # on the example modules (examples/wasm) and on small modules assembled here
-# with wat2wasm (traps, imports, multi-value, floats, bad input).
+# with wat2wasm (traps, imports, WASI calls by hand, multi-value, floats,
+# fuel and memory limits, bad input).  WASI C programs: tests/wasi.
 # Usage: tests/cli/test_cli_wasm.sh ISOFLOW_BIN EXAMPLES_WASM_DIR
 set -uo pipefail
 
@@ -102,6 +103,29 @@ wat wasi '(module
   (import "wasi_snapshot_preview1" "fd_write"
     (func (param i32 i32 i32 i32) (result i32)))
   (func (export "_start")))'
+wat wasihello '(module
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_accept"
+    (func $sock_accept (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hi\n")
+  (func $hello (export "hello") (result i32)
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 3))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (i32.add (i32.load (i32.const 8)) (i32.const 4)))
+  (func (export "sock") (result i32)
+    (call $sock_accept (i32.const 0) (i32.const 0) (i32.const 0)))
+  (func (export "_start") (drop (call $hello))))'
+wat wasiexit '(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (func (export "_start") (call $exit (i32.const 42)) unreachable))'
+wat wasibad '(module
+  (import "wasi_snapshot_preview1" "fd_write" (func (param i32) (result i32)))
+  (func (export "_start")))'
+wat grow '(module (memory 2)
+  (func (export "grow") (param i32) (result i32) local.get 0 memory.grow))'
 wat envimp '(module (import "env" "foo" (func)) (func (export "f")))'
 wat start '(module (global (export "g") i32 (i32.const 1))
   (func $s (export "_start")))'
@@ -180,9 +204,35 @@ run "$bin" wasm run --invoke nope "$calc"
 [ $rc -eq 1 ] && [ -z "$out" ] &&
     [[ "$err" == "isoflow: $calc: no exported function 'nope'"* ]] && ok ||
     bad "run no export" "rc=$rc out=$out err=$err"
-check "run wasi" 2 "" \
-    "isoflow: $tmp/wasi.wasm imports wasi_snapshot_preview1.fd_write: WASI support arrives with issue 3" \
-    -- "$bin" wasm run "$tmp/wasi.wasm"
+check "run wasi" 0 "" "" -- "$bin" wasm run "$tmp/wasi.wasm"
+check "run wasi hello" 0 "hi" "" -- "$bin" wasm run "$tmp/wasihello.wasm"
+check "run wasi exit" 42 "" "" -- "$bin" wasm run "$tmp/wasiexit.wasm"
+check "run wasi --invoke" 0 $'hi\n7' "" \
+    -- "$bin" wasm run --invoke hello "$tmp/wasihello.wasm"
+check "run wasi enosys" 0 "52" "" \
+    -- "$bin" wasm run --invoke sock "$tmp/wasihello.wasm"
+check "run wasi bad type" 1 "" \
+    "isoflow: $tmp/wasibad.wasm: wasi_snapshot_preview1.fd_write: incompatible import type" \
+    -- "$bin" wasm run "$tmp/wasibad.wasm"
+check "run fuel" 3 "" "isoflow: trap: out of fuel in function deep" \
+    -- "$bin" wasm run --fuel 100 --invoke deep "$calc" 1
+# Bulk operations pay fuel by length (1 unit per 64 KiB): a short loop
+# around a 16 MiB memory.fill cannot outrun the budget.
+wat bulkfill '(module (memory 256)
+  (func $fill_loop (export "fill_loop") (param i32) (result i32)
+    (loop $l
+      (memory.fill (i32.const 0) (i32.const 7) (i32.const 16777216))
+      (local.set 0 (i32.sub (local.get 0) (i32.const 1)))
+      (br_if $l (local.get 0)))
+    (i32.load8_u (i32.const 99))))'
+check "run fuel bulk" 3 "" "isoflow: trap: out of fuel in function fill_loop" \
+    -- "$bin" wasm run --fuel 100000 --invoke fill_loop "$tmp/bulkfill.wasm" 1000000
+check "run fuel bulk ok" 0 "7" "" \
+    -- "$bin" wasm run --fuel 2000 --invoke fill_loop "$tmp/bulkfill.wasm" 4
+check "run max-memory" 0 "-1" "" \
+    -- "$bin" wasm run --max-memory 128K --invoke grow "$tmp/grow.wasm" 1
+check "run max-memory ok" 0 "2" "" \
+    -- "$bin" wasm run --max-memory 3p --invoke grow "$tmp/grow.wasm" 1
 check "run env import" 1 "" "isoflow: $tmp/envimp.wasm: unresolved import env.foo" \
     -- "$bin" wasm run --invoke f "$tmp/envimp.wasm"
 check "run unknown option" 2 "" \
