@@ -35,6 +35,12 @@ typedef struct cli_command {
 /* Subcommands (cmd_*.c). */
 int cli_cmd_wasm(int argc, char **argv);
 void cli_cmd_wasm_help(FILE *out);
+int cli_cmd_run(int argc, char **argv);
+void cli_cmd_run_help(FILE *out);
+int cli_cmd_check(int argc, char **argv);
+void cli_cmd_check_help(FILE *out);
+int cli_cmd_build(int argc, char **argv);
+void cli_cmd_build_help(FILE *out);
 
 /* Prints "isoflow: <message>\n" to stderr. */
 void cli_errf(const char *fmt, ...)

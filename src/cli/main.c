@@ -16,6 +16,12 @@ static void cmd_help_help(FILE *out);
 static const cli_command commands[] = {
     {"wasm", "validate, inspect and run WebAssembly modules", cli_cmd_wasm,
      cli_cmd_wasm_help},
+    {"check", "check a .flow file and print its graph per layer",
+     cli_cmd_check, cli_cmd_check_help},
+    {"build", "compile a stage (C) to .wasm, or to a native .so",
+     cli_cmd_build, cli_cmd_build_help},
+    {"run", "run a .flow file: every layer in this process", cli_cmd_run,
+     cli_cmd_run_help},
     {"help", "show help for a command", cmd_help, cmd_help_help},
 };
 

@@ -1,0 +1,151 @@
+/*
+ * flow.h - the public API of isoflow's flow engine: parse and check a .flow
+ * file describing a whole device-edge-cloud dataflow, and run it.
+ *
+ * A flow file declares device groups, stages (placement, kind, config) and
+ * flows that compose stages with ~> (one-way), <~> (bidirectional: actuation
+ * messages travel back to the originating device), [a, b] (serial) and
+ * {a, b} (parallel).  The runtime runs the stages on worker threads with
+ * bounded queues between them.
+ *
+ * Ownership: a graph is owned by the caller (fl_graph_free); a runtime
+ * borrows its graph, which must outlive it.
+ */
+#ifndef ISOFLOW_FLOW_H
+#define ISOFLOW_FLOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FL_API __attribute__((visibility("default")))
+#else
+#define FL_API
+#endif
+
+/* Status codes, one table with names and messages. */
+#define FL_STATUS_MAP(X)                                                     \
+    X(OK, "ok")                                                              \
+    X(SYNTAX, "syntax error")                                                \
+    X(CHECK, "inconsistent flow")                                            \
+    X(IO, "input/output error")                                              \
+    X(NOMEM, "out of memory")                                                \
+    X(STAGE, "stage error")                                                  \
+    X(TRAP, "stage trapped")                                                 \
+    X(PASS, "not handled")                                                   \
+    X(ARG, "invalid argument")                                               \
+    X(STOPPED, "stopped")
+
+typedef enum fl_status {
+#define FL__S(name, msg) FL_##name,
+    FL_STATUS_MAP(FL__S)
+#undef FL__S
+    FL_STATUS_COUNT
+} fl_status;
+
+FL_API const char *fl_status_msg(fl_status s);
+
+typedef struct fl_graph fl_graph;
+typedef struct fl_runtime fl_runtime;
+
+/* Parses a flow file and checks it: syntax, unknown stages, cycles, files
+ * that do not exist, wasm/native stages lacking the exports their role
+ * needs, placements on no layer.  Relative stage paths are resolved against
+ * the flow file's directory.  On failure returns FL_SYNTAX / FL_CHECK /
+ * FL_IO / FL_NOMEM and writes into err a message of the form
+ *   FILE:LINE:COL: error: WHAT
+ *     <the offending line>
+ *     ^~~~~ expected ...
+ * (several lines, NUL-terminated).  On success *out is owned by the caller. */
+FL_API fl_status fl_graph_load(const char *path, fl_graph **out /* OUT */,
+                               char *err, size_t errlen);
+/* The same from text in memory; `name` is used in messages and `basedir`
+ * resolves relative paths (NULL: the current directory).  With check_files
+ * 0, stage files are not opened (used by the parser's fuzz target). */
+FL_API fl_status fl_graph_parse(const char *name, const char *text,
+                                size_t len, const char *basedir,
+                                int check_files, fl_graph **out /* OUT */,
+                                char *err, size_t errlen);
+FL_API void fl_graph_free(fl_graph *g);
+
+/* Overrides the number of devices of a device group (e.g. "rooms") before
+ * the runtime starts; FL_ARG when there is no such group. */
+FL_API fl_status fl_graph_set_devices(fl_graph *g, const char *group,
+                                      uint32_t count);
+
+/* Counts of a checked graph: stages, links (after flattening blocks) and
+ * devices; any out pointer may be NULL. */
+FL_API void fl_graph_counts(const fl_graph *g, uint32_t *stages /* OUT */,
+                            uint32_t *links /* OUT */,
+                            uint32_t *devices /* OUT */);
+
+/* Prints the graph per layer (device, edge, cloud, named groups): stages,
+ * instances, links and sources with their modes. */
+FL_API void fl_graph_print(const fl_graph *g, FILE *out);
+
+/* ------------------------------------------------------------------------ */
+/* Running a flow.                                                          */
+
+typedef struct fl_run_opts {
+    uint32_t workers;          /* worker threads (0: number of cores) */
+    uint32_t queue_capacity;   /* messages per stage input queue (default 1024) */
+    const char *dead_letter;   /* dead-letter file (default "deadletter.jsonl") */
+    uint32_t max_restarts;     /* restart intensity: at most this many ... */
+    uint32_t restart_window_ms;/* ... restarts within this window (default 5 in 10000 ms) */
+    double time_scale;         /* >1 runs source schedules faster (tests, benchmarks); default 1 */
+} fl_run_opts;
+
+FL_API void fl_run_opts_default(fl_run_opts *o /* OUT */);
+
+/* Creates the runtime: instantiates every stage instance (and runs init).
+ * `g` must outlive the runtime.  Caller frees with fl_runtime_free(). */
+FL_API fl_status fl_runtime_new(const fl_graph *g, const fl_run_opts *opts,
+                                fl_runtime **out /* OUT */, char *err,
+                                size_t errlen);
+/* Starts the workers and source schedules; returns at once. */
+FL_API fl_status fl_runtime_start(fl_runtime *rt);
+/* Stops sources, drains what is in flight (bounded by timeout_ms), stops
+ * the workers.  Safe to call from a signal-handling thread. */
+FL_API fl_status fl_runtime_stop(fl_runtime *rt, uint32_t timeout_ms);
+FL_API void fl_runtime_free(fl_runtime *rt);
+
+/* Per-stage figures, summed over the stage's instances. */
+typedef struct fl_stage_stats {
+    const char *name;       /* borrowed from the graph */
+    const char *layer;      /* "device", "edge", "cloud" or the group name */
+    uint64_t in, out;       /* messages processed / emitted */
+    uint64_t actuations;    /* actuation messages handled or delivered */
+    uint64_t dropped;       /* dropped by a source policy or a full queue */
+    uint64_t errors;        /* returned errors + traps (dead-lettered) */
+    uint64_t traps;
+    uint64_t restarts;
+    uint32_t queue_depth;   /* current input queue depth */
+    uint8_t stopped;        /* stopped by the restart-intensity rule */
+    double rate;            /* messages in per second over the last interval */
+    double p50_us, p99_us;  /* processing latency */
+} fl_stage_stats;
+
+/* Fills up to cap entries (one per stage, in declaration order) and returns
+ * the number of stages. */
+FL_API uint32_t fl_runtime_stats(fl_runtime *rt, fl_stage_stats *out,
+                                 uint32_t cap);
+
+/* End-to-end figures of the whole runtime. */
+typedef struct fl_run_stats {
+    uint64_t produced;       /* messages emitted by sources */
+    uint64_t delivered;      /* messages that reached a stage with no downstream */
+    uint64_t actuations;     /* actuations delivered to a device */
+    uint64_t errors;         /* dead-lettered messages */
+    double e2e_p50_us, e2e_p99_us; /* source emit -> final stage done */
+} fl_run_stats;
+FL_API void fl_runtime_totals(fl_runtime *rt, fl_run_stats *out /* OUT */);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ISOFLOW_FLOW_H */

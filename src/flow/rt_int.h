@@ -1,0 +1,174 @@
+/*
+ * rt_int.h - internals of the flow runtime shared by runtime.c and its
+ * helpers (rt_ring.c: bounded MPSC rings, message pools and latency
+ * histograms; rt_kv.c: per-instance key-value state).  Also the two hooks
+ * the runtime tests use.  Nothing outside src/flow/ and tests/flow/
+ * includes this file; the design is described in docs/RUNTIME.md.
+ */
+#ifndef ISOFLOW_RT_INT_H
+#define ISOFLOW_RT_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flow_int.h"
+
+#define FL__CACHELINE 64
+
+/* ------------------------------------------------------------------------ */
+/* Bounded multi-producer single-consumer ring (Vyukov's bounded queue: one
+ * sequence number per cell, C11 atomics, no lock).  Any capacity >= 1.     */
+
+typedef struct fl__ring_cell {
+    _Atomic size_t seq; /* cell turn: pos (free for push) or pos+1 (full) */
+    void *data;
+} fl__ring_cell;
+
+typedef struct fl__ring {
+    fl__ring_cell *cells; /* cap cells (owned) */
+    size_t cap;
+    char pad0[FL__CACHELINE];
+    _Atomic size_t head;  /* next push position (producers) */
+    char pad1[FL__CACHELINE];
+    _Atomic size_t tail;  /* next pop position (the consumer) */
+    char pad2[FL__CACHELINE];
+} fl__ring;
+
+/* Allocates the cells; returns false when out of memory. */
+bool fl__ring_init(fl__ring *r, size_t cap);
+void fl__ring_fini(fl__ring *r);
+/* Pushes p; false when the ring is full (nothing changes).  Any thread. */
+bool fl__ring_push(fl__ring *r, void *p);
+/* Pops the oldest element or returns NULL.  The consumer thread only. */
+void *fl__ring_pop(fl__ring *r);
+/* Approximate number of elements (exact when no push/pop is running). */
+size_t fl__ring_depth(const fl__ring *r);
+
+/* ------------------------------------------------------------------------ */
+/* Messages and their pools.                                                */
+
+enum { FL__MSG_DATA = 0, FL__MSG_ACT = 1, FL__MSG_ACT_FINAL = 2 };
+#define FL__NO_ORIGIN UINT32_MAX
+#define FL__NCLASSES 3
+/* Payload capacity of each size class. */
+#define FL__CLASS0 256u
+#define FL__CLASS1 4096u
+#define FL__CLASS2 FL__MAX_MSG
+
+typedef struct fl__msg {
+    struct fl__msg *next;       /* free-list link (pool) */
+    struct fl__msg *all_next;   /* every message of a pool, for the final free */
+    _Atomic uint32_t refs;      /* holders: queues, outboxes, the processing stage */
+    _Atomic uint32_t credit_holders; /* demand: consumers that still owe the credit */
+    uint16_t owner;             /* worker whose pool it belongs to */
+    uint8_t cls;                /* size class */
+    uint8_t kind;               /* FL__MSG_* */
+    uint8_t topic_len;
+    uint32_t origin;            /* device index or FL__NO_ORIGIN */
+    int32_t src;                /* graph source index that started the chain, or -1 */
+    uint32_t credit_inst;       /* demand: global index of the source instance
+                                   owed a credit, or UINT32_MAX */
+    uint64_t seq;               /* per-origin sequence number */
+    int64_t ts;                 /* wall clock at production, ns */
+    uint64_t t_in;              /* monotonic clock at source emit, ns */
+    char topic[FL__MAX_TOPIC + 1];
+    uint32_t len;               /* payload bytes */
+    uint8_t data[];             /* payload (class capacity) */
+} fl__msg;
+
+/* One worker's pool of one size class.  `free_` is used by the owner only;
+ * other threads return messages through the lock-free `remote` stack, which
+ * the owner empties with one exchange (no ABA: only the owner pops). */
+typedef struct fl__pool {
+    fl__msg *free_;             /* owner's free list */
+    fl__msg *all;               /* every message allocated (owner) */
+    size_t count;               /* messages allocated */
+    char pad0[FL__CACHELINE];
+    _Atomic(fl__msg *) remote;  /* returned by other threads */
+    char pad1[FL__CACHELINE];
+} fl__pool;
+
+/* Largest number of messages one pool class may allocate (bounded pools). */
+#define FL__POOL_MAX_SMALL (1u << 20)
+#define FL__POOL_MAX_LARGE 4096u
+
+/* Allocates a message of at least `len` payload bytes from `p` (the pools
+ * of one worker, FL__NCLASSES of them); NULL when the class is exhausted or
+ * memory is short.  refs = 1, other fields zero.  Owner thread only. */
+fl__msg *fl__msg_alloc(fl__pool *pools, uint16_t owner, size_t len);
+/* Returns a message whose last reference is gone to its owner's pool:
+ * `pools` is the array of every worker's pools (stride FL__NCLASSES),
+ * `self` the calling worker (or -1 for a non-worker thread). */
+void fl__msg_recycle(fl__pool *pools, int32_t self, fl__msg *m);
+/* Frees every message a pool ever allocated (runtime teardown). */
+void fl__pool_fini(fl__pool *p);
+
+/* ------------------------------------------------------------------------ */
+/* Log-linear latency histogram: 8 sub-buckets per power of two, exact below
+ * 8 ns, about 6% relative error.  One writer (a worker); readers use relaxed
+ * loads and merge.                                                         */
+
+#define FL__HIST_N 496
+
+typedef struct fl__hist {
+    _Atomic uint64_t b[FL__HIST_N];
+} fl__hist;
+
+void fl__hist_add(fl__hist *h, uint64_t ns);
+/* Adds h into acc (plain counters). */
+void fl__hist_merge(uint64_t *acc, const fl__hist *h);
+/* The q-quantile (0..1) of a merged histogram, in microseconds (0 when
+ * empty). */
+double fl__hist_quantile_us(const uint64_t *acc, double q);
+
+/* ------------------------------------------------------------------------ */
+/* Per-instance key-value state (rt_kv.c): bounded, owned by the runtime so
+ * that it survives a trap-restart of the stage instance.                   */
+
+#define FL__KV_MAX_KEY 64u
+#define FL__KV_MAX_VAL (64u * 1024u)
+#define FL__KV_MAX_KEYS 4096u
+#define FL__KV_MAX_BYTES (4u * 1024u * 1024u)
+
+typedef struct fl__kv_ent {
+    uint8_t *block;  /* key bytes then value bytes (owned), NULL: empty slot */
+    uint32_t klen, vlen;
+    uint32_t hash;
+} fl__kv_ent;
+
+typedef struct fl__kv {
+    fl__kv_ent *slots; /* cap slots, linear probing (owned) */
+    uint32_t cap;      /* 0 or a power of two */
+    uint32_t count;
+    size_t bytes;      /* keys + values held */
+} fl__kv;
+
+/* The if_kv_* semantics: get copies min(cap, vlen) bytes and returns vlen or
+ * IF_ENOTFOUND; set returns IF_OK, IF_ETOOBIG (key/value too large),
+ * IF_EINVAL (empty key) or IF_EFULL (limits); del returns IF_OK or
+ * IF_ENOTFOUND. */
+int fl__kv_get(const fl__kv *kv, const char *key, size_t klen, void *buf,
+               size_t cap);
+int fl__kv_set(fl__kv *kv, const char *key, size_t klen, const void *val,
+               size_t vlen);
+int fl__kv_del(fl__kv *kv, const char *key, size_t klen);
+void fl__kv_fini(fl__kv *kv);
+
+/* ------------------------------------------------------------------------ */
+/* Hooks for the runtime tests.                                             */
+
+/* Replaces the stage registry the next fl_runtime_new calls use (NULL: the
+ * real one, fl__stage_ops_find).  Not thread-safe; tests only. */
+void fl__rt_set_ops_lookup(const fl__stage_ops *(*find)(const char *kind));
+
+/* The largest number of messages a demand source stage's instances ever had
+ * in flight at once (sent, credit not yet returned), maxed over instances;
+ * 0 for other stages. */
+uint32_t fl__rt_inflight_max(fl_runtime *rt, uint32_t stage);
+
+/* Actuations refused with IF_ENOROUTE by a stage (summed over instances). */
+uint64_t fl__rt_noroute(fl_runtime *rt, uint32_t stage);
+
+#endif /* ISOFLOW_RT_INT_H */
