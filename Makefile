@@ -3,10 +3,11 @@
 #
 #   make / make build   release build (-O2) in build/release
 #   make test           deps + ASan/UBSan build in build/test + ctest
-#   make demo           deps + release build + the Wasm showcase
+#   make demo           deps + release build + the home flow (examples/home;
+#                       the Wasm showcase: scripts/demo_wasm.sh BUILD_DIR)
 #   make spec           deps + release build + the whole spec suite, summed
 #   make fuzz           libFuzzer build in build/fuzz, runs FUZZ_SECONDS
-#   make bench          benchmarks (arrive with the next issue)
+#   make bench          deps + release build + benchmarks (bench/RESULTS.md)
 #   make clean          removes build/
 
 JOBS         ?= 2
@@ -69,9 +70,10 @@ fuzz: deps
 	    -timeout=10 -rss_limit_mb=2048 \
 	    -artifact_prefix=$(FUZZDIR)/artifacts/ $(CORPUS) $(FUZZDIR)/corpus
 
-bench:
-	@echo "make bench: the benchmarks arrive with the next issue" \
-	    "(engine sandbox and performance); nothing to run yet."
+# Native vs isoflow vs node on bench/programs + engine micro-benchmarks;
+# BENCH_REPS (default 3) repetitions; writes build/bench/results.json.
+bench: deps release
+	@python3 bench/run.py --build $(RELEASE)
 
 clean:
 	rm -rf build

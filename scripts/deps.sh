@@ -21,6 +21,7 @@ PACKAGES=(
     libcjson-dev               # spec_driver reads wast2json output
     libcmocka-dev              # unit tests
     ninja-build                # optional faster generator
+    python3                    # bench/run.py (make bench)
 )
 
 missing=()
@@ -31,6 +32,10 @@ for p in "${PACKAGES[@]}"; do
         *) missing+=("$p") ;;
     esac
 done
+
+# node (V8 + node:wasi) is the side-by-side baseline of `make bench`; any
+# node on the PATH will do, else Debian's.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 
