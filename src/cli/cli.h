@@ -37,6 +37,8 @@ int cli_cmd_wasm(int argc, char **argv);
 void cli_cmd_wasm_help(FILE *out);
 int cli_cmd_run(int argc, char **argv);
 void cli_cmd_run_help(FILE *out);
+int cli_cmd_stages(int argc, char **argv);
+void cli_cmd_stages_help(FILE *out);
 int cli_cmd_check(int argc, char **argv);
 void cli_cmd_check_help(FILE *out);
 int cli_cmd_build(int argc, char **argv);

@@ -22,6 +22,8 @@ static const cli_command commands[] = {
      cli_cmd_build, cli_cmd_build_help},
     {"run", "run a .flow file: every layer in this process", cli_cmd_run,
      cli_cmd_run_help},
+    {"stages", "list the stage kinds (builtins) and their documentation",
+     cli_cmd_stages, cli_cmd_stages_help},
     {"help", "show help for a command", cmd_help, cmd_help_help},
 };
 

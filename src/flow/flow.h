@@ -88,6 +88,13 @@ FL_API void fl_graph_counts(const fl_graph *g, uint32_t *stages /* OUT */,
  * instances, links and sources with their modes. */
 FL_API void fl_graph_print(const fl_graph *g, FILE *out);
 
+/* Stage kinds: "wasm", "native" and the builtins, NULL-terminated (static),
+ * with a one-line summary and a --help-style text (config syntax included);
+ * NULL for an unknown kind. */
+FL_API const char *const *fl_stage_kinds(void);
+FL_API const char *fl_stage_summary(const char *kind);
+FL_API const char *fl_stage_help(const char *kind);
+
 /* ------------------------------------------------------------------------ */
 /* Running a flow.                                                          */
 

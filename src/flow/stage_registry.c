@@ -3,6 +3,7 @@
  * builtin) looked up by kind, and the checks and helpers the hosts share.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,38 @@ const fl__stage_ops *fl__stage_ops_find(const char *kind)
 }
 
 const fl__stage_ops *const *fl__stage_ops_all(void) { return fl__all_ops; }
+
+#define FL__NKINDS (sizeof fl__all_ops / sizeof fl__all_ops[0])
+
+/* The kind names, taken from the ops table once (a C initialiser cannot
+ * read the tables' members). */
+static const char *fl__kind_names[FL__NKINDS];
+static pthread_once_t fl__kinds_once = PTHREAD_ONCE_INIT;
+
+static void fl__kinds_fill(void)
+{
+    for (size_t i = 0; fl__all_ops[i]; i++)
+        fl__kind_names[i] = fl__all_ops[i]->kind;
+    fl__kind_names[FL__NKINDS - 1] = NULL;
+}
+
+const char *const *fl_stage_kinds(void)
+{
+    pthread_once(&fl__kinds_once, fl__kinds_fill);
+    return fl__kind_names;
+}
+
+const char *fl_stage_summary(const char *kind)
+{
+    const fl__stage_ops *o = fl__stage_ops_find(kind);
+    return o ? o->summary : NULL;
+}
+
+const char *fl_stage_help(const char *kind)
+{
+    const fl__stage_ops *o = fl__stage_ops_find(kind);
+    return o ? o->help : NULL;
+}
 
 int fl__check_emit(uint32_t *emits, size_t topic_len, size_t len)
 {

@@ -74,5 +74,18 @@ out=$("$ISOFLOW" check "$work/none.flow" 2>&1); rc=$?
 check "missing file exit code" 1 "$rc"
 check "missing file message" "$work/none.flow: error: cannot open: No such file or directory" "$out"
 
+
+# isoflow stages: the list of kinds, one kind's documentation, an unknown kind.
+out=$("$ISOFLOW" stages 2>&1); rc=$?
+check "stages exit code" 0 "$rc"
+check "stages lists sample" "  sample   forwards every Nth message" "$(printf '%s\n' "$out" | grep '^  sample ')"
+check "stages kinds" "wasm native log jsonl null sample rate filter delay" "$(printf '%s\n' "$out" | tail -n +2 | awk '{printf "%s%s", sep, $1; sep=" "}')"
+out=$("$ISOFLOW" stages sample 2>&1); rc=$?
+check "stages sample exit code" 0 "$rc"
+check "stages sample title" "sample - forwards every Nth message" "$(printf '%s\n' "$out" | head -1)"
+out=$("$ISOFLOW" stages nope 2>&1); rc=$?
+check "stages unknown exit code" 2 "$rc"
+check "stages unknown message" "isoflow: unknown stage kind 'nope' (see 'isoflow stages')" "$out"
+
 [ $fails -eq 0 ] && echo "all isoflow check tests passed"
 exit $((fails > 0))
