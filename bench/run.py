@@ -11,6 +11,16 @@ name -> number (default build/bench/results.json).
     python3 bench/run.py [--build DIR] [--reps N] [--out FILE]
                          [--programs a,b] [--runtimes native,isoflow,node]
                          [--isoflow CMD] [--smoke] [--selftest]
+                         [--only all|programs|flows]
+
+Then the flow engine benchmarks (bench/flows/, see "Flow engine" in
+bench/RESULTS.md): `isoflow run` of a 3-stage pipeline of trivial Wasm stages
+and of the home flow, in demand and in push mode, alternating, medians of the
+rate, end-to-end p50/p99 and peak RSS, then push runs at half rate for the
+latency target; figures flow.* in the same JSON.  BENCH_ONLY=flows (or
+--only flows) runs only them and merges their figures into an existing
+results file; --only flows --smoke (the bench-smoke-flows test) runs one
+flow for ~1 s and checks its figures and message counts.
 
 Exit status: 0, or 1 when a run fails, a checksum differs or a figure is
 missing.  --smoke (the bench-smoke test) runs tiny sizes once and then checks
@@ -403,11 +413,430 @@ def selftest(spawner=None):
     net = net_geomeans(res, {"native": {"ms": 1.0}, "node": {"ms": 100.0}})
     expect(net == {"geomean_net.node_over_native": 4.0},
            "net geomeans subtract start-up: %r" % net)
+    fails += flow_selftest()
     for f in fails:
         print("selftest FAILED: " + f)
     if not fails:
         print("run.py selftest: all checks passed")
     return 1 if fails else 0
+
+
+# ---------------------------------------------------------------------------
+# Flow engine benchmarks (bench/flows/): `isoflow run FLOW --duration D
+# --quiet --stats-json FILE`, alternating the flows, BENCH_REPS times; medians
+# of the rate through the reported stage, the end-to-end p50/p99 and the peak
+# RSS; then push runs at half the rate each flow sustains (capped at half its
+# target) for the latency target.  BENCH_ONLY=flows (or --only flows) runs
+# only this part.
+
+FLOWS_DIR = os.path.join(HERE, "flows")
+# Seconds per run (BENCH_FLOW_SECONDS overrides; --smoke: 1 s).
+FLOW_SECONDS = 5.0
+# Every push flow produces every 1 ms per device: offered rate = devices x
+# 1000 x time-scale.
+FLOW_PUSH_PER_DEVICE = 1000.0
+
+# name -> (flow file, device group, devices, offered push rate or None for
+# demand, stage whose input rate is the figure, what that figure counts).
+FLOWS = {
+    "pipeline3.demand": ("pipeline3_demand.flow", "dev", 2, None, "p3",
+                         "msg/s through 3 trivial Wasm stages"),
+    "pipeline3.push": ("pipeline3_push.flow", "dev", 100, "target", "p3",
+                       "msg/s through 3 trivial Wasm stages"),
+    "home.demand": ("home_demand.flow", "rooms", 100, None, "clean",
+                    "readings/s ingested by the edge"),
+    "home.push": ("home_push.flow", "rooms", 100, "target", "clean",
+                  "readings/s ingested by the edge"),
+}
+# family -> (throughput target, label); p99 target at half rate.
+FLOW_TARGETS = {"pipeline3": (1000000.0, "3 trivial Wasm stages"),
+                "home": (200000.0, "home flow, device->edge")}
+FLOW_P99_TARGET_US = 1000.0
+FLOW_SMOKE = ["pipeline3.demand"]
+# Keys every `isoflow run --stats-json` object must have.
+FLOW_STATS_KEYS = ("elapsed_s", "produced", "delivered", "e2e_p50_us",
+                   "e2e_p99_us", "stages")
+FLOW_STAGE_KEYS = ("name", "layer", "in", "out", "dropped", "errors",
+                   "traps", "rate", "p50_us", "p99_us")
+
+
+def flow_push_args(rate, devices):
+    """Arguments making a push flow (every 1 ms per device) offer `rate`
+    messages per second with `devices` devices: the time scale."""
+    if rate <= 0 or devices <= 0:
+        raise ValueError("push rate and devices must be positive")
+    return ["--time-scale", "%.6g" % (rate / (devices * FLOW_PUSH_PER_DEVICE))]
+
+
+def flow_check_stats(stats, expect_stages):
+    """Checks a parsed --stats-json object: every top-level and per-stage key
+    present and numeric where it must be, the stages named in expect_stages
+    present.  Returns a list of problems (empty when fine)."""
+    problems = []
+    for k in FLOW_STATS_KEYS:
+        if k not in stats:
+            problems.append("stats JSON has no " + k)
+    stages = stats.get("stages")
+    if not isinstance(stages, list):
+        return problems + ["stats JSON: stages is not a list"]
+    names = []
+    for st in stages:
+        for k in FLOW_STAGE_KEYS:
+            if k not in st:
+                problems.append("stage %s has no %s" % (st.get("name"), k))
+            elif k not in ("name", "layer") and \
+                    not isinstance(st[k], (int, float)):
+                problems.append("stage %s: %s is not a number"
+                                % (st.get("name"), k))
+        names.append(st.get("name"))
+    for n in expect_stages:
+        if n not in names:
+            problems.append("stats JSON has no stage " + n)
+    return problems
+
+
+def flow_stage(stats, name):
+    """The per-stage object called name in a --stats-json object."""
+    for st in stats["stages"]:
+        if st["name"] == name:
+            return st
+    raise BenchError("stats JSON has no stage %r" % name)
+
+
+def flow_figures(stats, rate_stage, wall_s, rss_kb):
+    """The figures of one run: msgs (input rate of rate_stage over the run),
+    produced/s, e2e p50/p99, dropped, errors, peak RSS, and each stage's
+    processing p50/p99."""
+    st = flow_stage(stats, rate_stage)
+    elapsed = stats["elapsed_s"] or wall_s
+    fig = {"msgs": st["rate"],
+           "produced_per_s": stats["produced"] / elapsed if elapsed else 0,
+           "p50_us": stats["e2e_p50_us"], "p99_us": stats["e2e_p99_us"],
+           "dropped": sum(s["dropped"] for s in stats["stages"]),
+           "errors": sum(s["errors"] for s in stats["stages"]),
+           "rss_kb": rss_kb}
+    for s in stats["stages"]:
+        if s["in"] or s["out"]:
+            fig["stage.%s.p50_us" % s["name"]] = s["p50_us"]
+            fig["stage.%s.p99_us" % s["name"]] = s["p99_us"]
+    return fig
+
+
+def flow_run(name, extra, seconds, paths, scratch, log):
+    """Runs one flow benchmark once: copies bench/flows/<file> into the
+    scratch directory (with `built` linked to BUILD/stages and an out/ for
+    the jsonl stores), runs `isoflow run` through bench_spawn and returns
+    (stats object, wall seconds, peak RSS KiB).  Raises BenchError when the
+    run fails or its stats JSON is incomplete."""
+    flow_file, group, devices, _, rate_stage, _ = FLOWS[name]
+    flow_path = os.path.join(scratch, flow_file)
+    if not os.path.exists(flow_path):
+        shutil.copyfile(os.path.join(FLOWS_DIR, flow_file), flow_path)
+    stats_path = os.path.join(scratch, "stats.json")
+    if os.path.exists(stats_path):
+        os.remove(stats_path)
+    cmd = paths["isoflow"] + [
+        "run", flow_path, "--duration", "%g" % seconds, "--quiet",
+        "--devices", "%s=%d" % (group, devices),
+        "--dead-letter", os.path.join(scratch, "deadletter.jsonl"),
+        "--stats-json", stats_path] + extra
+    code, out, err, wall, rss = spawn_once(cmd, paths["spawn"])
+    if code != 0 or not os.path.exists(stats_path):
+        raise BenchError("%s (%s) failed with exit %d: %s"
+                         % (name, " ".join(cmd), code,
+                            (err.strip() or out.strip())[-300:]))
+    with open(stats_path) as f:
+        stats = json.load(f)
+    problems = flow_check_stats(stats, [rate_stage])
+    if problems:
+        raise BenchError("%s: %s" % (name, "; ".join(problems)))
+    log("  %-17s %s: %s/s, e2e p50 %.0f us p99 %.0f us, %.1f MB"
+        % (name, " ".join(extra) or "-", fmt_rate(flow_stage(
+            stats, rate_stage)["rate"]), stats["e2e_p50_us"],
+           stats["e2e_p99_us"], rss / 1024.0))
+    return stats, wall, rss
+
+
+def fmt_rate(v):
+    """A rate with thousands separators (no decimals)."""
+    return "{:,.0f}".format(v)
+
+
+def flow_medians(runs):
+    """Medians, key by key, of a list of figure dicts (keys missing from a
+    run are taken over the runs that have them)."""
+    keys = sorted({k for r in runs for k in r})
+    return {k: median([r[k] for r in runs if k in r]) for k in keys}
+
+
+def flow_offered(name):
+    """The offered push rate of a push benchmark (its family's target)."""
+    return FLOW_TARGETS[name.split(".")[0]][0]
+
+
+def run_flows(paths, reps, seconds, names, log):
+    """Runs the flow benchmarks `names` reps times each, rotating their order
+    every repetition, then the half-rate push runs of their families.
+    Returns (results: name -> median figures, failures: list of texts)."""
+    results, failures = {}, []
+    runs = {n: [] for n in names}
+    with tempfile.TemporaryDirectory(prefix="isoflow-bench-flows-") as scr:
+        os.symlink(os.path.join(paths["build"], "stages"),
+                   os.path.join(scr, "built"))
+        os.mkdir(os.path.join(scr, "out"))
+        for rep in range(reps):
+            k = rep % len(names)
+            for name in names[k:] + names[:k]:
+                flow_file, _, devices, push, rate_stage, _ = FLOWS[name]
+                extra = (flow_push_args(flow_offered(name), devices)
+                         if push else [])
+                try:
+                    stats, wall, rss = flow_run(name, extra, seconds, paths,
+                                                scr, log)
+                except BenchError as e:
+                    failures.append(str(e))
+                    print("  FAILED: %s" % e, flush=True)
+                    continue
+                fig = flow_figures(stats, rate_stage, wall, rss)
+                if push:
+                    fig["offered"] = flow_offered(name)
+                runs[name].append(fig)
+        for name in names:
+            if runs[name]:
+                results[name] = flow_medians(runs[name])
+        # Latency at half rate: push at half of what the family sustained
+        # (its best median), capped at half its target.
+        for fam in sorted({n.split(".")[0] for n in names}):
+            best = max([results[n]["msgs"] for n in results
+                        if n.split(".")[0] == fam] or [0])
+            push = fam + ".push"
+            if best <= 0 or push not in FLOWS:
+                continue
+            rate = min(best, FLOW_TARGETS[fam][0]) / 2.0
+            devices, rate_stage = FLOWS[push][2], FLOWS[push][4]
+            half = []
+            for rep in range(reps):
+                try:
+                    stats, wall, rss = flow_run(
+                        push, flow_push_args(rate, devices), seconds, paths,
+                        scr, log)
+                except BenchError as e:
+                    failures.append("%s at half rate: %s" % (fam, e))
+                    print("  FAILED: %s" % e, flush=True)
+                    break
+                fig = flow_figures(stats, rate_stage, wall, rss)
+                fig["offered"] = rate
+                half.append(fig)
+            if half:
+                results[fam + ".half"] = flow_medians(half)
+    return results, failures
+
+
+def flow_data(results):
+    """The flat JSON figures (flow.<name>.<figure>) of run_flows' results,
+    rounded."""
+    data = {}
+    for name, fig in results.items():
+        for k, v in fig.items():
+            data["flow.%s.%s" % (name, k)] = round(v, 2)
+    return data
+
+
+def print_flows(results, seconds, reps):
+    """Prints the flow table, the targets with pass/miss and the per-stage
+    processing times of the home flow."""
+    print()
+    print("Flow engine (isoflow run, %g s per run, median of %d, on %d "
+          "cores)" % (seconds, reps, os.cpu_count() or 0))
+    head = "%-17s %-36s %12s %11s %11s %9s %8s" % (
+        "flow", "figure", "rate/s", "e2e p50 us", "e2e p99 us", "dropped",
+        "RSS MB")
+    print(head)
+    print("-" * len(head))
+    for name, fig in results.items():
+        if name.endswith(".half"):
+            what = "at %s/s offered (push)" % fmt_rate(fig["offered"])
+        else:
+            what = FLOWS[name][5]
+            if "offered" in fig:
+                what = "%s (%s/s offered)" % (
+                    what.split(" through")[0].split(" ingested")[0],
+                    fmt_rate(fig["offered"]))
+        print("%-17s %-36s %12s %11.0f %11.0f %9.0f %8.1f"
+              % (name, what, fmt_rate(fig["msgs"]), fig["p50_us"],
+                 fig["p99_us"], fig["dropped"], fig["rss_kb"] / 1024.0))
+    print()
+    print("Targets (benchmarks, not timed tests)")
+    for fam, (target, label) in FLOW_TARGETS.items():
+        for mode in ("demand", "push"):
+            fig = results.get("%s.%s" % (fam, mode))
+            if fig:
+                print("  %-40s %12s/s  target >= %s/s  %s"
+                      % ("%s, %s" % (label, mode), fmt_rate(fig["msgs"]),
+                         fmt_rate(target),
+                         "met" if fig["msgs"] >= target else "MISSED"))
+        fig = results.get(fam + ".half")
+        if fig:
+            print("  %-40s %9.0f us  target < %g us at %s/s  %s"
+                  % ("%s, e2e p99 at half rate" % label, fig["p99_us"],
+                     FLOW_P99_TARGET_US, fmt_rate(fig["offered"]),
+                     "met" if fig["p99_us"] < FLOW_P99_TARGET_US
+                     else "MISSED"))
+    for name in ("home.demand", "pipeline3.demand"):
+        fig = results.get(name)
+        if not fig:
+            continue
+        per = [(k.split(".")[1], v) for k, v in sorted(fig.items())
+               if k.startswith("stage.") and k.endswith(".p50_us")]
+        print("  per-stage processing p50 in %s: %s"
+              % (name, ", ".join("%s %.2f us" % (s, v) for s, v in per)))
+
+
+def flow_smoke_check(path, names):
+    """Re-reads the JSON written by a flow --smoke run: every figure of
+    every benchmark there, rates and RSS positive.  Returns problems."""
+    with open(path) as f:
+        data = json.load(f)
+    problems = []
+    for name in names:
+        for k in ("msgs", "produced_per_s", "rss_kb"):
+            v = data.get("flow.%s.%s" % (name, k))
+            if not isinstance(v, (int, float)) or v <= 0:
+                problems.append("missing or non-positive flow.%s.%s"
+                                % (name, k))
+        for k in ("p50_us", "p99_us", "dropped", "errors"):
+            if not isinstance(data.get("flow.%s.%s" % (name, k)),
+                              (int, float)):
+                problems.append("missing flow.%s.%s" % (name, k))
+        if data.get("flow.%s.errors" % name):
+            problems.append("flow.%s.errors is not 0" % name)
+    return problems
+
+
+def flow_smoke_pipeline(paths):
+    """The smoke run's behaviour check: pipeline3_demand for ~1 s, then every
+    message the source produced went through p1, p2, p3 into the sink
+    unchanged in number, with nothing dropped and no error.  Returns
+    problems."""
+    problems = []
+    with tempfile.TemporaryDirectory(prefix="isoflow-bench-smoke-") as scr:
+        os.symlink(os.path.join(paths["build"], "stages"),
+                   os.path.join(scr, "built"))
+        stats, _, _ = flow_run("pipeline3.demand", [], 1.0, paths, scr,
+                               lambda s: None)
+    problems += flow_check_stats(stats, ["src", "p1", "p2", "p3", "sink"])
+    if problems:
+        return problems
+    n = flow_stage(stats, "src")["out"]
+    if n <= 0 or stats["produced"] != n:
+        problems.append("src produced %d (total %d)" % (n, stats["produced"]))
+    for s in ("p1", "p2", "p3"):
+        st = flow_stage(stats, s)
+        if st["in"] != n or st["out"] != n:
+            problems.append("%s: in %d out %d, expected %d each"
+                            % (s, st["in"], st["out"], n))
+    if flow_stage(stats, "sink")["in"] != n or stats["delivered"] != n:
+        problems.append("sink got %d, delivered %d, expected %d"
+                        % (flow_stage(stats, "sink")["in"],
+                           stats["delivered"], n))
+    for st in stats["stages"]:
+        if st["dropped"] or st["errors"] or st["traps"]:
+            problems.append("%s: dropped %d errors %d traps %d"
+                            % (st["name"], st["dropped"], st["errors"],
+                               st["traps"]))
+    return problems
+
+
+def flows_main(args, paths):
+    """The flow part of a `make bench` (or the whole of BENCH_ONLY=flows /
+    --only flows, which merges its figures into an existing results file).
+    Returns (data, failures)."""
+    needed = [paths["spawn"]] + [os.path.join(paths["build"], "stages", f)
+                                 for f in ("bench_src.wasm",
+                                           "bench_pass.wasm",
+                                           "room_sensor.wasm")]
+    if not args.isoflow:
+        needed.append(paths["isoflow"][0])
+    missing = [n for n in needed if not os.path.exists(n)]
+    if missing:
+        return {}, ["not built (run `make build` first): "
+                    + ", ".join(missing)]
+    reps = 1 if args.smoke else max(1, args.reps)
+    seconds = 1.0 if args.smoke else float(
+        os.environ.get("BENCH_FLOW_SECONDS") or FLOW_SECONDS)
+    names = FLOW_SMOKE if args.smoke else list(FLOWS)
+    verbose = bool(os.environ.get("BENCH_VERBOSE"))
+    log = (lambda s: print(s, flush=True)) if verbose else (lambda s: None)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    print("isoflow flow benchmarks: %d flow(s), %d repetition(s) of %g s, "
+          "then half-rate push runs (load average %.2f at start)"
+          % (len(names), reps, seconds, load), flush=True)
+    t0 = time.perf_counter()
+    results, failures = run_flows(paths, reps, seconds, names, log)
+    data = flow_data(results)
+    data["flow.seconds"] = seconds
+    data["flow.loadavg_start"] = round(load, 2)
+    data["flow.total_s"] = round(time.perf_counter() - t0, 1)
+    if results:
+        print_flows(results, seconds, reps)
+    if args.smoke and not failures:
+        try:
+            failures += flow_smoke_pipeline(paths)
+        except BenchError as e:
+            failures.append(str(e))
+    return data, failures
+
+
+def flow_selftest():
+    """Checks the flow helpers; returns a list of failure texts."""
+    fails = []
+    if flow_push_args(500000, 100) != ["--time-scale", "5"]:
+        fails.append("flow_push_args 500k/100 devices")
+    if flow_push_args(12000, 100) != ["--time-scale", "0.12"]:
+        fails.append("flow_push_args 12k/100 devices")
+    stats = {"elapsed_s": 2.0, "produced": 10, "delivered": 10,
+             "e2e_p50_us": 5.0, "e2e_p99_us": 9.0,
+             "stages": [{"name": "a", "layer": "edge", "in": 0, "out": 10,
+                         "dropped": 1, "errors": 0, "traps": 0, "rate": 5.0,
+                         "p50_us": 1.0, "p99_us": 2.0},
+                        {"name": "b", "layer": "edge", "in": 10, "out": 0,
+                         "dropped": 2, "errors": 0, "traps": 0, "rate": 5.0,
+                         "p50_us": 3.0, "p99_us": 4.0}]}
+    if flow_check_stats(stats, ["a", "b"]):
+        fails.append("flow_check_stats rejects good stats")
+    if flow_check_stats(stats, ["c"]) != ["stats JSON has no stage c"]:
+        fails.append("flow_check_stats misses a stage")
+    fig = flow_figures(stats, "b", 2.0, 100)
+    if (fig["msgs"], fig["produced_per_s"], fig["dropped"], fig["p99_us"],
+            fig["stage.a.p50_us"]) != (5.0, 5.0, 3, 9.0, 1.0):
+        fails.append("flow_figures: %r" % fig)
+    m = flow_medians([{"msgs": 1, "x": 4}, {"msgs": 3}, {"msgs": 2}])
+    if m != {"msgs": 2, "x": 4}:
+        fails.append("flow_medians: %r" % m)
+    if flow_data({"p.half": {"p99_us": 1.234}}) != \
+            {"flow.p.half.p99_us": 1.23}:
+        fails.append("flow_data")
+    return fails
+
+
+def write_results(path, data, merge):
+    """Writes the flat JSON results to path; with merge, keeps the figures
+    already there except those of the same part (flow.* keys when data holds
+    flow figures)."""
+    old = {}
+    if merge and os.path.exists(path):
+        try:
+            with open(path) as f:
+                old = {k: v for k, v in json.load(f).items()
+                       if not k.startswith("flow.")}
+        except (OSError, ValueError):
+            old = {}
+    old.update(data)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(old, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return old
 
 
 def main():
@@ -426,13 +855,37 @@ def main():
     ap.add_argument("--smoke", action="store_true",
                     help="tiny sizes, 1 repetition, then check the JSON")
     ap.add_argument("--selftest", action="store_true")
+    ap.add_argument("--only", choices=("all", "programs", "flows"),
+                    default=os.environ.get("BENCH_ONLY") or "all",
+                    help="run only the programs+micro part or only the flow "
+                    "benchmarks (default: $BENCH_ONLY, else all)")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     if args.selftest:
         return selftest(os.path.join(build, "bench", "bench_spawn"))
+    if args.only == "flows":
+        paths = {"build": build,
+                 "spawn": os.path.join(build, "bench", "bench_spawn"),
+                 "isoflow": shlex.split(args.isoflow) if args.isoflow
+                 else [os.path.join(build, "isoflow")]}
+        data, failures = flows_main(args, paths)
+        if data:
+            write_results(args.out, data, not args.smoke)
+            print("\nwrote %s (%d flow figures)" % (args.out, len(data)))
+        if args.smoke and not failures:
+            failures += flow_smoke_check(args.out,
+                                         FLOW_SMOKE + ["pipeline3.half"])
+            if not failures:
+                print("bench-smoke flows: %s and the half-rate push ran; "
+                      "every message through p1..p3 into the sink; JSON "
+                      "complete" % ", ".join(FLOW_SMOKE))
+        for f in failures:
+            print("run.py: " + f, file=sys.stderr)
+        return 1 if failures else 0
 
     node = shutil.which("node")
     paths = {"bench": os.path.join(build, "bench"), "node": node,
+             "build": build,
              "spawn": os.path.join(build, "bench", "bench_spawn"),
              "isoflow": shlex.split(args.isoflow) if args.isoflow
              else [os.path.join(build, "isoflow")]}
@@ -530,6 +983,11 @@ def main():
     except BenchError as e:
         failures.append(str(e))
         print("FAILED: %s" % e)
+
+    if args.only == "all" and not args.smoke:
+        fdata, ffail = flows_main(args, paths)
+        data.update(fdata)
+        failures += ffail
 
     data["bench.total_s"] = round(time.perf_counter() - t_start, 1)
     data["bench.failures"] = len(failures)
