@@ -612,11 +612,56 @@ static inline void drop_suspended(iw_store *s)
 /* ------------------------------------------------------------------------ */
 /* The interpreter.                                                         */
 
-/* Dispatch: NEXT() fetches and decodes the next opcode.  Handlers keep all
- * state in locals so that a computed-goto dispatch can replace the switch
- * later by redefining NEXT/CASE. */
+/* Dispatch.  With GNU C (gcc, clang) the handlers are labels and every
+ * handler ends in its own indirect jump through a table of label addresses
+ * indexed by the opcode word ("computed goto": one jump per instruction,
+ * each predicted separately).  Elsewhere, or with -DIW_NO_THREADED, a
+ * portable `switch` runs the same handlers.  CASE(op) starts the handler of
+ * a Wasm-numbered opcode, SCASE(name, op) the one of a superinstruction,
+ * NEXT() fetches and dispatches the next opcode word. */
+#if defined(__GNUC__) && !defined(IW_NO_THREADED)
+#define IW_THREADED 1
+#define CASE(op) L_##op:
+#define SCASE(name, op) L_##name:
+#define DEFAULT_CASE L_default:
+#define NEXT() goto *optab[*pc++]
+#else
+#define IW_THREADED 0
 #define CASE(op) case op:
+#define SCASE(name, op) case op:
+#define DEFAULT_CASE default:
 #define NEXT() goto dispatch
+#endif
+
+/* Every Wasm-numbered opcode with a CASE handler in run() (the label table
+ * of the threaded dispatch is built from this list; a handler missing here
+ * is an unused-label error, an entry without a handler an undefined one). */
+#define STD_OPS(X)                                                           \
+    X(0x00) X(0x01) X(0x03) X(0x04) X(0x05) X(0x0C) X(0x0D) X(0x0E)          \
+    X(0x0F) X(0x10) X(0x11) X(0x1A) X(0x1B) X(0x20) X(0x21) X(0x22)          \
+    X(0x23) X(0x24) X(0x25) X(0x26) X(0x28) X(0x29) X(0x2A) X(0x2B)          \
+    X(0x2C) X(0x2D) X(0x2E) X(0x2F) X(0x30) X(0x31) X(0x32) X(0x33)          \
+    X(0x34) X(0x35) X(0x36) X(0x37) X(0x38) X(0x39) X(0x3A) X(0x3B)          \
+    X(0x3C) X(0x3D) X(0x3E) X(0x3F) X(0x40) X(0x41) X(0x42) X(0x43)          \
+    X(0x44) X(0x45) X(0x46) X(0x47) X(0x48) X(0x49) X(0x4A) X(0x4B)          \
+    X(0x4C) X(0x4D) X(0x4E) X(0x4F) X(0x50) X(0x51) X(0x52) X(0x53)          \
+    X(0x54) X(0x55) X(0x56) X(0x57) X(0x58) X(0x59) X(0x5A) X(0x5B)          \
+    X(0x5C) X(0x5D) X(0x5E) X(0x5F) X(0x60) X(0x61) X(0x62) X(0x63)          \
+    X(0x64) X(0x65) X(0x66) X(0x67) X(0x68) X(0x69) X(0x6A) X(0x6B)          \
+    X(0x6C) X(0x6D) X(0x6E) X(0x6F) X(0x70) X(0x71) X(0x72) X(0x73)          \
+    X(0x74) X(0x75) X(0x76) X(0x77) X(0x78) X(0x79) X(0x7A) X(0x7B)          \
+    X(0x7C) X(0x7D) X(0x7E) X(0x7F) X(0x80) X(0x81) X(0x82) X(0x83)          \
+    X(0x84) X(0x85) X(0x86) X(0x87) X(0x88) X(0x89) X(0x8A) X(0x8B)          \
+    X(0x8C) X(0x8D) X(0x8E) X(0x8F) X(0x90) X(0x91) X(0x92) X(0x93)          \
+    X(0x94) X(0x95) X(0x96) X(0x97) X(0x98) X(0x99) X(0x9A) X(0x9B)          \
+    X(0x9C) X(0x9D) X(0x9E) X(0x9F) X(0xA0) X(0xA1) X(0xA2) X(0xA3)          \
+    X(0xA4) X(0xA5) X(0xA6) X(0xA7) X(0xA8) X(0xA9) X(0xAA) X(0xAB)          \
+    X(0xAC) X(0xAD) X(0xAE) X(0xAF) X(0xB0) X(0xB1) X(0xB2) X(0xB3)          \
+    X(0xB4) X(0xB5) X(0xB6) X(0xB7) X(0xB8) X(0xB9) X(0xBA) X(0xBB)          \
+    X(0xBC) X(0xBD) X(0xBE) X(0xBF) X(0xC0) X(0xC1) X(0xC2) X(0xC3)          \
+    X(0xC4) X(0xD0) X(0xD1) X(0xD2) X(0xE0) X(0xE1) X(0xE2) X(0xE3)          \
+    X(0xE4) X(0xE5) X(0xE6) X(0xE7) X(0xE8) X(0xE9) X(0xEA) X(0xEB)          \
+    X(0xEC) X(0xED) X(0xEE) X(0xEF) X(0xF0) X(0xF1)
 #define TRAP(code)                                                           \
     do {                                                                     \
         tc = (code);                                                         \
@@ -814,6 +859,175 @@ static inline void drop_suspended(iw_store *s)
 #define F32_U64_HI 18446744073709551616.0f
 #define F64_U64_HI 18446744073709551616.0
 
+/* Superinstruction handlers (formats in wasm_int.h).  BX_<wasm opcode>
+ * computes the i32 operator on a and b (uint32_t). */
+#define BX_0x6A(a, b) ((a) + (b))
+#define BX_0x6B(a, b) ((a) - (b))
+#define BX_0x6C(a, b) ((a) * (b))
+#define BX_0x71(a, b) ((a) & (b))
+#define BX_0x72(a, b) ((a) | (b))
+#define BX_0x73(a, b) ((a) ^ (b))
+#define BX_0x74(a, b) ((a) << ((b) & 31u))
+#define BX_0x75(a, b) shr_s32((a), (b))
+#define BX_0x76(a, b) ((a) >> ((b) & 31u))
+#define BX_0x77(a, b) rotl32((a), (b))
+#define BX_0x78(a, b) rotr32((a), (b))
+#define BX_0x46(a, b) ((a) == (b))
+#define BX_0x47(a, b) ((a) != (b))
+#define BX_0x48(a, b) lt_s32((a), (b))
+#define BX_0x49(a, b) ((a) < (b))
+#define BX_0x4A(a, b) lt_s32((b), (a))
+#define BX_0x4B(a, b) ((a) > (b))
+#define BX_0x4C(a, b) (!lt_s32((b), (a)))
+#define BX_0x4D(a, b) ((a) <= (b))
+#define BX_0x4E(a, b) (!lt_s32((a), (b)))
+#define BX_0x4F(a, b) ((a) >= (b))
+
+/* The four operand forms I, L, LI, LL of operator K (Wasm opcode W). */
+#define GEN_FUSED(K, W)                                                      \
+    SCASE(i_##K, IW__OP_SUPER(IW__F_I, K)) {                                 \
+        uint32_t a = (uint32_t)sp[-1], b = pc[0];                            \
+        pc++;                                                                \
+        sp[-1] = (uint32_t)(BX_##W(a, b));                                   \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(l_##K, IW__OP_SUPER(IW__F_L, K)) {                                 \
+        uint32_t a = (uint32_t)sp[-1], b = (uint32_t)fp[pc[0]];              \
+        pc++;                                                                \
+        sp[-1] = (uint32_t)(BX_##W(a, b));                                   \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(li_##K, IW__OP_SUPER(IW__F_LI, K)) {                               \
+        uint32_t a = (uint32_t)fp[pc[0]], b = pc[1];                         \
+        pc += 2;                                                             \
+        *sp++ = (uint32_t)(BX_##W(a, b));                                    \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(ll_##K, IW__OP_SUPER(IW__F_LL, K)) {                               \
+        uint32_t a = (uint32_t)fp[pc[0]], b = (uint32_t)fp[pc[1]];           \
+        pc += 2;                                                             \
+        *sp++ = (uint32_t)(BX_##W(a, b));                                    \
+        NEXT();                                                              \
+    }
+/* Compare-and-branch forms of compare K; pc ends at TARGET HEIGHT ARITY as
+ * do_br expects. */
+#define GEN_FUSED_BR(K, W)                                                   \
+    SCASE(b_##K, IW__OP_SUPER(IW__F_BR, K)) {                                \
+        uint32_t a = (uint32_t)sp[-2], b = (uint32_t)sp[-1];                 \
+        sp -= 2;                                                             \
+        if (BX_##W(a, b))                                                    \
+            goto do_br;                                                      \
+        pc += 3;                                                             \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(bi_##K, IW__OP_SUPER(IW__F_BR_I, K)) {                             \
+        uint32_t a = (uint32_t)sp[-1], b = pc[0];                            \
+        sp--;                                                                \
+        pc++;                                                                \
+        if (BX_##W(a, b))                                                    \
+            goto do_br;                                                      \
+        pc += 3;                                                             \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(bl_##K, IW__OP_SUPER(IW__F_BR_L, K)) {                             \
+        uint32_t a = (uint32_t)sp[-1], b = (uint32_t)fp[pc[0]];              \
+        sp--;                                                                \
+        pc++;                                                                \
+        if (BX_##W(a, b))                                                    \
+            goto do_br;                                                      \
+        pc += 3;                                                             \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(bli_##K, IW__OP_SUPER(IW__F_BR_LI, K)) {                           \
+        uint32_t a = (uint32_t)fp[pc[0]], b = pc[1];                         \
+        pc += 2;                                                             \
+        if (BX_##W(a, b))                                                    \
+            goto do_br;                                                      \
+        pc += 3;                                                             \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(bll_##K, IW__OP_SUPER(IW__F_BR_LL, K)) {                           \
+        uint32_t a = (uint32_t)fp[pc[0]], b = (uint32_t)fp[pc[1]];           \
+        pc += 2;                                                             \
+        if (BX_##W(a, b))                                                    \
+            goto do_br;                                                      \
+        pc += 3;                                                             \
+        NEXT();                                                              \
+    }
+/* i32.add in its five forms followed by local.set/tee X (STMT stores r). */
+#define GEN_ADD_SET(N, OPM, STMT)                                            \
+    SCASE(add_##N##_p, OPM(0u)) {                                            \
+        uint32_t x = pc[0];                                                  \
+        iw__slot r = (uint32_t)((uint32_t)sp[-2] + (uint32_t)sp[-1]);        \
+        sp -= 2;                                                             \
+        pc++;                                                                \
+        STMT;                                                                \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(add_##N##_i, OPM(1u)) {                                            \
+        uint32_t x = pc[1];                                                  \
+        iw__slot r = (uint32_t)((uint32_t)sp[-1] + pc[0]);                   \
+        sp--;                                                                \
+        pc += 2;                                                             \
+        STMT;                                                                \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(add_##N##_l, OPM(2u)) {                                            \
+        uint32_t x = pc[1];                                                  \
+        iw__slot r = (uint32_t)((uint32_t)sp[-1] + (uint32_t)fp[pc[0]]);     \
+        sp--;                                                                \
+        pc += 2;                                                             \
+        STMT;                                                                \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(add_##N##_li, OPM(3u)) {                                           \
+        uint32_t x = pc[2];                                                  \
+        iw__slot r = (uint32_t)((uint32_t)fp[pc[0]] + pc[1]);                \
+        pc += 3;                                                             \
+        STMT;                                                                \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(add_##N##_ll, OPM(4u)) {                                           \
+        uint32_t x = pc[2];                                                  \
+        iw__slot r = (uint32_t)((uint32_t)fp[pc[0]] + (uint32_t)fp[pc[1]]);  \
+        pc += 3;                                                             \
+        STMT;                                                                \
+        NEXT();                                                              \
+    }
+/* A load whose address is local A: pushes the loaded value. */
+#define GEN_LOAD_L(W, n, expr)                                               \
+    SCASE(ldl_##W, IW__OP_LOAD_L(W)) {                                       \
+        uint64_t ea = (uint64_t)(uint32_t)fp[pc[0]] + pc[1];                 \
+        const uint8_t *p;                                                    \
+        pc += 2;                                                             \
+        if (ea + (n) > msize)                                                \
+            TRAP(IW_TRAP_OOB_MEMORY);                                        \
+        p = mbase + ea;                                                      \
+        *sp++ = (expr);                                                      \
+        NEXT();                                                              \
+    }
+
+#if IW_THREADED
+/* Label-table entries of the threaded dispatch. */
+#define TBL_STD(op) [op] = &&L_##op,
+#define TBL_FUSED(K, W)                                                      \
+    [IW__OP_SUPER(IW__F_I, K)] = &&L_i_##K,                                  \
+    [IW__OP_SUPER(IW__F_L, K)] = &&L_l_##K,                                  \
+    [IW__OP_SUPER(IW__F_LI, K)] = &&L_li_##K,                                \
+    [IW__OP_SUPER(IW__F_LL, K)] = &&L_ll_##K,
+#define TBL_FUSED_BR(K, W)                                                   \
+    [IW__OP_SUPER(IW__F_BR, K)] = &&L_b_##K,                                 \
+    [IW__OP_SUPER(IW__F_BR_I, K)] = &&L_bi_##K,                              \
+    [IW__OP_SUPER(IW__F_BR_L, K)] = &&L_bl_##K,                              \
+    [IW__OP_SUPER(IW__F_BR_LI, K)] = &&L_bli_##K,                            \
+    [IW__OP_SUPER(IW__F_BR_LL, K)] = &&L_bll_##K,
+#define TBL_ADD_SET(N, OPM)                                                  \
+    [OPM(0u)] = &&L_add_##N##_p, [OPM(1u)] = &&L_add_##N##_i,                \
+    [OPM(2u)] = &&L_add_##N##_l, [OPM(3u)] = &&L_add_##N##_li,               \
+    [OPM(4u)] = &&L_add_##N##_ll,
+#define TBL_LOAD_L(W) [IW__OP_LOAD_L(W)] = &&L_ldl_##W,
+#endif
+
 /*
  * The interpreter loop.  Runs f with its arguments at s->sp[0..nparams-1]
  * and leaves its results at s->sp[0..nresults-1]; s->sp and s->depth are
@@ -830,6 +1044,11 @@ static inline void drop_suspended(iw_store *s)
  * IW_TRAP or IW_EXIT (IW_NOMEM only if a host call with many values cannot
  * allocate); details are recorded in the store.
  */
+#if IW_THREADED
+/* Labels as values and computed goto are GNU extensions: allowed here only. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpedantic"
+#endif
 static iw_status run(iw_store *s, iw_func *f, bool resumable)
 {
     const bool outer = s->host_depth == 0;
@@ -843,6 +1062,33 @@ static iw_status run(iw_store *s, iw_func *f, bool resumable)
     uint64_t msize = 0;
     iw_trap tc = IW_TRAP_NONE;
     iw_status st;
+#if IW_THREADED
+    /* Unused opcode words go to the default handler; the later entries
+     * override the range (GNU C). */
+#pragma GCC diagnostic push
+#if defined(__clang__)
+#pragma GCC diagnostic ignored "-Winitializer-overrides"
+#else
+#pragma GCC diagnostic ignored "-Woverride-init"
+#endif
+    static const void *const optab[IW__OP_COUNT] = {
+        [0 ... IW__OP_COUNT - 1] = &&L_default,
+        STD_OPS(TBL_STD)
+        IW__FUSE_ARITH(TBL_FUSED)
+        IW__FUSE_CMP(TBL_FUSED)
+        IW__FUSE_CMP(TBL_FUSED_BR)
+        [IW__OP_BR_EQZ] = &&L_br_eqz,
+        [IW__OP_CONST_SET] = &&L_const_set,
+        [IW__OP_COPY] = &&L_copy,
+        TBL_ADD_SET(set, IW__OP_ADD_SET)
+        TBL_ADD_SET(tee, IW__OP_ADD_TEE)
+        TBL_LOAD_L(0x28) TBL_LOAD_L(0x29) TBL_LOAD_L(0x2A) TBL_LOAD_L(0x2B)
+        TBL_LOAD_L(0x2C) TBL_LOAD_L(0x2D) TBL_LOAD_L(0x2E) TBL_LOAD_L(0x2F)
+        TBL_LOAD_L(0x30) TBL_LOAD_L(0x31) TBL_LOAD_L(0x32) TBL_LOAD_L(0x33)
+        TBL_LOAD_L(0x34) TBL_LOAD_L(0x35)
+    };
+#pragma GCC diagnostic pop
+#endif
 
     if (!f) {
         /* Resume: the suspended call is the outermost one (outer holds). */
@@ -884,8 +1130,12 @@ static iw_status run(iw_store *s, iw_func *f, bool resumable)
     sp = entry_sp + f->type.nparams;
     goto do_call;
 
+#if IW_THREADED
+    {
+#else
 dispatch:
     switch (*pc++) {
+#endif
     /* ---- control ---------------------------------------------------- */
     CASE(0x00) TRAP(IW_TRAP_UNREACHABLE);
     CASE(0x01) NEXT(); /* nop (not emitted; harmless) */
@@ -1410,7 +1660,36 @@ dispatch:
         NEXT();
     }
 
-    default:
+    /* ---- superinstructions (see wasm_int.h) --------------------------- */
+    IW__FUSE_ARITH(GEN_FUSED)
+    IW__FUSE_CMP(GEN_FUSED)
+    IW__FUSE_CMP(GEN_FUSED_BR)
+    SCASE(br_eqz, IW__OP_BR_EQZ)
+        sp--;
+        if (!(uint32_t)*sp)
+            goto do_br;
+        pc += 3;
+        NEXT();
+    SCASE(const_set, IW__OP_CONST_SET) fp[pc[1]] = pc[0]; pc += 2; NEXT();
+    SCASE(copy, IW__OP_COPY) fp[pc[1]] = fp[pc[0]]; pc += 2; NEXT();
+    GEN_ADD_SET(set, IW__OP_ADD_SET, fp[x] = r)
+    GEN_ADD_SET(tee, IW__OP_ADD_TEE, fp[x] = r; *sp++ = r)
+    GEN_LOAD_L(0x28, 4, ld32(p))
+    GEN_LOAD_L(0x29, 8, ld64(p))
+    GEN_LOAD_L(0x2A, 4, ld32(p))
+    GEN_LOAD_L(0x2B, 8, ld64(p))
+    GEN_LOAD_L(0x2C, 1, sx8_32(p[0]))
+    GEN_LOAD_L(0x2D, 1, p[0])
+    GEN_LOAD_L(0x2E, 2, sx16_32(ld16(p)))
+    GEN_LOAD_L(0x2F, 2, ld16(p))
+    GEN_LOAD_L(0x30, 1, sx8_64(p[0]))
+    GEN_LOAD_L(0x31, 1, p[0])
+    GEN_LOAD_L(0x32, 2, sx16_64(ld16(p)))
+    GEN_LOAD_L(0x33, 2, ld16(p))
+    GEN_LOAD_L(0x34, 4, sx32_64(ld32(p)))
+    GEN_LOAD_L(0x35, 4, ld32(p))
+
+    DEFAULT_CASE
         iw__store_trap(s, IW_TRAP_UNREACHABLE, cur->index,
                        "invalid internal opcode 0x%x", (unsigned)pc[-1]);
         st = IW_TRAP;
@@ -1457,6 +1736,9 @@ fail:
     s->depth = entry_depth;
     return st;
 }
+#if IW_THREADED
+#pragma GCC diagnostic pop
+#endif
 
 /* Runs f for instantiation (the start function): never suspends. */
 iw_status iw__exec(iw_store *s, iw_func *f)

@@ -57,6 +57,14 @@ typedef struct vctx {
 
     uint32_t *code; /* emitted words */
     uint32_t ncode, capcode;
+
+    /* Peephole history: the last (up to 2) instructions emitted through
+     * emit_op since the last branch target or control instruction, oldest
+     * first; hist[i] = {start word, end word, opcode word}. */
+    struct vhist {
+        uint32_t pos, end, op;
+    } hist[2];
+    uint32_t nhist;
 } vctx;
 
 /* Value types pointed to by single-result block types. */
@@ -191,16 +199,196 @@ static iw_status emit(vctx *c, uint32_t w)
     return IW_OK;
 }
 
-/* Emits op (and up to two immediates) when the current code is live. */
+/* ---- peephole fusion into superinstructions (see wasm_int.h) ----------- */
+
+/* Forgets the history: the next instruction starts a new straight run (it
+ * may be a branch target, or follows a control instruction). */
+static void hist_clear(vctx *c)
+{
+    c->nhist = 0;
+}
+
+/* Drops the newest k history entries. */
+static void hist_drop(vctx *c, uint32_t k)
+{
+    c->nhist = c->nhist > k ? c->nhist - k : 0;
+}
+
+/* Records an instruction occupying words [pos, c->ncode). */
+static void hist_push(vctx *c, uint32_t pos, uint32_t op)
+{
+    if (c->nhist == 2) {
+        c->hist[0] = c->hist[1];
+        c->nhist = 1;
+    }
+    c->hist[c->nhist].pos = pos;
+    c->hist[c->nhist].end = c->ncode;
+    c->hist[c->nhist].op = op;
+    c->nhist++;
+}
+
+/* The instruction `back` places before the end of the code (0 = the last
+ * one), or NULL when it is not in the current straight run. */
+static const struct vhist *hist_at(const vctx *c, uint32_t back)
+{
+    const struct vhist *h;
+    uint32_t end = c->ncode;
+    uint32_t i;
+    for (i = 0; i <= back; i++) {
+        if (c->nhist <= i)
+            return NULL;
+        h = &c->hist[c->nhist - 1 - i];
+        if (h->end != end)
+            return NULL; /* something else was emitted in between */
+        end = h->pos;
+    }
+    return h;
+}
+
+/* Index K of a fusable i32 operator (IW__FUSE_ARITH/IW__FUSE_CMP), or -1. */
+static int fuse_index(uint32_t op)
+{
+#define FUSE_K_CASE(K, W)                                                    \
+    case W:                                                                  \
+        return K;
+    switch (op) {
+    IW__FUSE_ARITH(FUSE_K_CASE)
+    IW__FUSE_CMP(FUSE_K_CASE)
+    default:
+        return -1;
+    }
+#undef FUSE_K_CASE
+}
+
+/* Replaces the newest `k` history instructions, which start at word pos,
+ * by the words w[0..n-1] (one instruction with opcode w[0]). */
+static iw_status fuse_replace(vctx *c, uint32_t k, uint32_t pos,
+                              const uint32_t *w, uint32_t n)
+{
+    uint32_t i;
+    hist_drop(c, k);
+    c->ncode = pos;
+    for (i = 0; i < n; i++)
+        TRY(emit(c, w[i]));
+    hist_push(c, pos, w[0]);
+    return IW_OK;
+}
+
+/* Tries to fuse instruction `op` (immediate a, if any) with the ones just
+ * before it.  Sets *fused when it emitted the combined instruction instead
+ * of op; otherwise emits nothing. */
+static iw_status fuse(vctx *c, uint32_t op, uint32_t a, bool *fused)
+{
+    const struct vhist *l = hist_at(c, 0), *p = hist_at(c, 1);
+    int k = fuse_index(op);
+    uint32_t w[4];
+
+    *fused = false;
+    if (!l)
+        return IW_OK;
+    if (k >= 0 && (l->op == 0x41 || l->op == 0x20)) {
+        bool cst = l->op == 0x41;
+        uint32_t v = c->code[l->pos + 1];
+        *fused = true;
+        if (p && p->op == 0x20) { /* local.get A; (const C | local.get B) */
+            w[0] = IW__OP_SUPER(cst ? IW__F_LI : IW__F_LL, (uint32_t)k);
+            w[1] = c->code[p->pos + 1];
+            w[2] = v;
+            return fuse_replace(c, 2, p->pos, w, 3);
+        }
+        w[0] = IW__OP_SUPER(cst ? IW__F_I : IW__F_L, (uint32_t)k);
+        w[1] = v;
+        return fuse_replace(c, 1, l->pos, w, 2);
+    }
+    if (op == 0x21 && (l->op == 0x41 || l->op == 0x20)) {
+        /* i32.const C / local.get A; local.set X */
+        w[0] = l->op == 0x41 ? IW__OP_CONST_SET : IW__OP_COPY;
+        w[1] = c->code[l->pos + 1];
+        w[2] = a;
+        *fused = true;
+        return fuse_replace(c, 1, l->pos, w, 3);
+    }
+    if (op == 0x21 || op == 0x22) { /* i32.add (any form); local.set/tee */
+        uint32_t form, n = l->end - l->pos, i;
+        if (l->op == 0x6A)
+            form = 0;
+        else if (l->op == IW__OP_SUPER(IW__F_I, 0))
+            form = 1;
+        else if (l->op == IW__OP_SUPER(IW__F_L, 0))
+            form = 2;
+        else if (l->op == IW__OP_SUPER(IW__F_LI, 0))
+            form = 3;
+        else if (l->op == IW__OP_SUPER(IW__F_LL, 0))
+            form = 4;
+        else
+            return IW_OK;
+        w[0] = op == 0x21 ? IW__OP_ADD_SET(form) : IW__OP_ADD_TEE(form);
+        for (i = 1; i < n; i++)
+            w[i] = c->code[l->pos + i];
+        w[n] = a;
+        *fused = true;
+        return fuse_replace(c, 1, l->pos, w, n + 1);
+    }
+    if (op >= 0x28 && op <= 0x35 && l->op == 0x20) { /* local.get A; load */
+        w[0] = IW__OP_LOAD_L(op);
+        w[1] = c->code[l->pos + 1];
+        w[2] = a;
+        *fused = true;
+        return fuse_replace(c, 1, l->pos, w, 3);
+    }
+    return IW_OK;
+}
+
+/* Before a br_if is emitted: turns an i32 compare (any operand form) or an
+ * i32.eqz just before it into the compare-and-branch opcode; the caller
+ * then emits TARGET HEIGHT ARITY.  Returns true when it did (the br_if
+ * opcode word must not be emitted). */
+static bool fuse_br_if(vctx *c)
+{
+    const struct vhist *l = hist_at(c, 0);
+    uint32_t op;
+    int k;
+
+    if (!l)
+        return false;
+    op = l->op;
+    if (op == 0x45) {
+        c->code[l->pos] = IW__OP_BR_EQZ;
+        return true;
+    }
+    k = fuse_index(op);
+    if (k >= 0 && k >= 11) {
+        c->code[l->pos] = IW__OP_SUPER(IW__F_BR, (uint32_t)k);
+        return true;
+    }
+    if (op >= IW__OP_SUPER(IW__F_I, 0) && op < IW__OP_SUPER(IW__F_BR, 0) &&
+        (op - 0x100u) % 32u >= 11u && (op - 0x100u) % 32u <= 20u) {
+        /* I, L, LI, LL forms map to BR_I, BR_L, BR_LI, BR_LL */
+        c->code[l->pos] = op + (IW__F_BR_I - IW__F_I) * 32u;
+        return true;
+    }
+    return false;
+}
+
+/* Emits op (and up to two immediates) when the current code is live,
+ * fusing it with the instructions before it where possible. */
 static iw_status emit_op(vctx *c, uint32_t op, int nimm, uint32_t a, uint32_t b)
 {
+    uint32_t pos;
+    bool fused;
+
     if (!emitting(c))
         return IW_OK;
+    TRY(fuse(c, op, a, &fused));
+    if (fused)
+        return IW_OK;
+    pos = c->ncode;
     TRY(emit(c, op));
     if (nimm > 0)
         TRY(emit(c, a));
     if (nimm > 1)
         TRY(emit(c, b));
+    hist_push(c, pos, op);
     return IW_OK;
 }
 
@@ -868,7 +1056,8 @@ static iw_status instr(vctx *c, uint8_t op, bool *done)
                 TRY(emit(c, 0x0F));
                 TRY(emit(c, tn));
             } else {
-                TRY(emit(c, op));
+                if (op == 0x0C || !fuse_br_if(c))
+                    TRY(emit(c, op));
                 TRY(emit_target(c, f));
             }
         }
@@ -1256,6 +1445,9 @@ iw_status iw__translate_func(iw_module *m, uint32_t defidx, iw__reader *r)
         }
         depth = c.nctrls;
         st = instr(&c, op, &done);
+        /* control instructions and labels end a straight run */
+        if (op <= 0x11)
+            hist_clear(&c);
         if (st == IW_INVALID) {
             /* a malformed rest of the body takes precedence; keep the
              * validation message otherwise */

@@ -294,11 +294,67 @@ iw_status iw__translate_func(iw_module *m, uint32_t defidx, iw__reader *r);
  *   0xF1 table.fill TABLE      (FC 17)
  *
  * Not emitted: nop, block, end (other than as return), the alignment of
- * memargs.  Opcode words 0xF2..0xFF and unused wasm numbers are free for
- * future superinstructions.
+ * memargs.
+ *
+ * Superinstructions (opcode words 0x100 and up) are produced by the
+ * translator's peephole from straight runs of the instructions above, never
+ * across a branch target (a loop head, the end of a block/if, an else) and
+ * never across a control instruction; they behave exactly like the sequence
+ * they replace (same stack effect, same traps; none is a checkpoint).  In
+ * the list, A and B are local slot indexes, C an i32 constant, OP one of the
+ * i32 operators of IW__FUSE_ARITH/IW__FUSE_CMP with its index K:
+ *
+ *   IW__OP_SUPER(IW__F_I, K)  C        [x] -> [x OP C]      (i32.const C; OP)
+ *   IW__OP_SUPER(IW__F_L, K)  B        [x] -> [x OP fp[B]]  (local.get B; OP)
+ *   IW__OP_SUPER(IW__F_LI, K) A C      [] -> [fp[A] OP C]
+ *                                      (local.get A; i32.const C; OP)
+ *   IW__OP_SUPER(IW__F_LL, K) A B      [] -> [fp[A] OP fp[B]]
+ *                                      (local.get A; local.get B; OP)
+ *   compares only, each followed by TARGET HEIGHT ARITY as br_if:
+ *   IW__OP_SUPER(IW__F_BR, K)          [x y] -> branch if x OP y  (OP; br_if)
+ *   IW__OP_SUPER(IW__F_BR_I, K)  C     [x] -> branch if x OP C
+ *   IW__OP_SUPER(IW__F_BR_L, K)  B     [x] -> branch if x OP fp[B]
+ *   IW__OP_SUPER(IW__F_BR_LI, K) A C   branch if fp[A] OP C
+ *   IW__OP_SUPER(IW__F_BR_LL, K) A B   branch if fp[A] OP fp[B]
+ *   IW__OP_BR_EQZ TARGET HEIGHT ARITY  (i32.eqz; br_if): branch if x == 0
+ *   IW__OP_ADD_SET(form) ... X         i32.add in form 0 (plain), 1 (I),
+ *                                      2 (L), 3 (LI), 4 (LL) with its
+ *                                      immediates, then local.set X
+ *   IW__OP_ADD_TEE(form) ... X         the same with local.tee X
+ *   IW__OP_LOAD_L(op) A OFFSET         (local.get A; load OFFSET) for the
+ *                                      loads 0x28..0x35
+ *   IW__OP_CONST_SET C X               (i32.const C; local.set X)
+ *   IW__OP_COPY A X                    (local.get A; local.set X)
+ *
+ * The switch fallback and the computed-goto dispatch of exec.c execute
+ * the same words; opcode words are below IW__OP_COUNT.
  */
 #define IW__OP_FC(sub) (0xE0u + (sub))
-#define IW__OP_COUNT 0xF2u
+
+/* i32 operators with fused forms: X(K, WASM_OPCODE). */
+#define IW__FUSE_ARITH(X)                                                    \
+    X(0, 0x6A) X(1, 0x6B) X(2, 0x6C) X(3, 0x71) X(4, 0x72) X(5, 0x73)         \
+    X(6, 0x74) X(7, 0x75) X(8, 0x76) X(9, 0x77) X(10, 0x78)
+#define IW__FUSE_CMP(X)                                                      \
+    X(11, 0x46) X(12, 0x47) X(13, 0x48) X(14, 0x49) X(15, 0x4A)              \
+    X(16, 0x4B) X(17, 0x4C) X(18, 0x4D) X(19, 0x4E) X(20, 0x4F)
+#define IW__F_I 0u
+#define IW__F_L 1u
+#define IW__F_LI 2u
+#define IW__F_LL 3u
+#define IW__F_BR 4u
+#define IW__F_BR_I 5u
+#define IW__F_BR_L 6u
+#define IW__F_BR_LI 7u
+#define IW__F_BR_LL 8u
+#define IW__OP_SUPER(form, k) (0x100u + (form) * 32u + (k))
+#define IW__OP_BR_EQZ 0x220u
+#define IW__OP_ADD_SET(form) (0x221u + (form))
+#define IW__OP_ADD_TEE(form) (0x226u + (form))
+#define IW__OP_LOAD_L(op) (0x230u + ((op) - 0x28u))
+#define IW__OP_CONST_SET 0x23Eu
+#define IW__OP_COPY 0x23Fu
+#define IW__OP_COUNT 0x240u
 
 /* ------------------------------------------------------------------------ */
 /* Runtime objects (instance.c creates them, exec.c runs them).              */
