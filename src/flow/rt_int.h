@@ -102,6 +102,22 @@ fl__msg *fl__msg_alloc(fl__pool *pools, uint16_t owner, size_t len);
  * `pools` is the array of every worker's pools (stride FL__NCLASSES),
  * `self` the calling worker (or -1 for a non-worker thread). */
 void fl__msg_recycle(fl__pool *pools, int32_t self, fl__msg *m);
+/* A worker's pending returns to one other worker's pool of one class: a
+ * chain pushed onto that pool's remote stack with a single CAS when it is
+ * full (FL__RBATCH_MAX) or at the end of the worker's pass. */
+#define FL__RBATCH_MAX 64u
+typedef struct fl__rbatch {
+    fl__msg *head, *tail;
+    uint32_t n;
+} fl__rbatch;
+
+/* Like fl__msg_recycle for a worker `self` >= 0, but a message owned by
+ * another worker goes into `batches` (self's array, nworkers * FL__NCLASSES
+ * entries, indexed like `pools`) instead of straight onto the remote stack. */
+void fl__msg_recycle_batched(fl__pool *pools, fl__rbatch *batches,
+                             int32_t self, fl__msg *m);
+/* Pushes every non-empty batch of `batches` (n entries) to its pool. */
+void fl__rbatch_flush(fl__pool *pools, fl__rbatch *batches, size_t n);
 /* Frees every message a pool ever allocated (runtime teardown). */
 void fl__pool_fini(fl__pool *p);
 

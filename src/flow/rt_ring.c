@@ -155,6 +155,8 @@ fl__msg *fl__msg_alloc(fl__pool *pools, uint16_t owner, size_t len)
     return m;
 }
 
+static void remote_push_chain(fl__pool *p, fl__msg *head, fl__msg *tail);
+
 /* Owner: straight onto the free list; anyone else: a CAS push onto the
  * owner's remote stack (pushes only, so no ABA). */
 void fl__msg_recycle(fl__pool *pools, int32_t self, fl__msg *m)
@@ -165,11 +167,50 @@ void fl__msg_recycle(fl__pool *pools, int32_t self, fl__msg *m)
         p->free_ = m;
         return;
     }
-    fl__msg *head = atomic_load_explicit(&p->remote, memory_order_relaxed);
+    remote_push_chain(p, m, m);
+}
+
+/* Pushes the chain head..tail onto p's remote stack with one CAS. */
+static void remote_push_chain(fl__pool *p, fl__msg *head, fl__msg *tail)
+{
+    fl__msg *top = atomic_load_explicit(&p->remote, memory_order_relaxed);
     do {
-        m->next = head;
+        tail->next = top;
     } while (!atomic_compare_exchange_weak_explicit(
-        &p->remote, &head, m, memory_order_release, memory_order_relaxed));
+        &p->remote, &top, head, memory_order_release, memory_order_relaxed));
+}
+
+void fl__msg_recycle_batched(fl__pool *pools, fl__rbatch *batches,
+                             int32_t self, fl__msg *m)
+{
+    size_t k = (size_t)m->owner * FL__NCLASSES + m->cls;
+    fl__rbatch *b;
+    if (self < 0 || self == (int32_t)m->owner) {
+        fl__msg_recycle(pools, self, m);
+        return;
+    }
+    b = &batches[k];
+    m->next = b->head;
+    b->head = m;
+    if (!b->tail)
+        b->tail = m;
+    if (++b->n >= FL__RBATCH_MAX) {
+        remote_push_chain(&pools[k], b->head, b->tail);
+        b->head = b->tail = NULL;
+        b->n = 0;
+    }
+}
+
+void fl__rbatch_flush(fl__pool *pools, fl__rbatch *batches, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        fl__rbatch *b = &batches[k];
+        if (!b->n)
+            continue;
+        remote_push_chain(&pools[k], b->head, b->tail);
+        b->head = b->tail = NULL;
+        b->n = 0;
+    }
 }
 
 void fl__pool_fini(fl__pool *p)
