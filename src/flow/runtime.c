@@ -311,6 +311,7 @@ static void msg_release(fl_runtime *rt, rt_worker *self, fl__msg *m)
         fl__msg_recycle(rt->pools, -1, m);
 }
 
+#if RT_SPIN_NS > 0
 /* A short pause while polling idle queues (not sched_yield: on a loaded
  * machine a yield can give the core away for a whole time slice, past the
  * next timer). */
@@ -327,6 +328,7 @@ static inline void cpu_relax(void)
 #endif
     }
 }
+#endif
 
 /* The worker's clock: one monotonic read, remembered as w->now (the end of
  * one stage call is the start of the next). */
