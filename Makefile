@@ -7,11 +7,13 @@
 #                       the Wasm showcase: scripts/demo_wasm.sh BUILD_DIR)
 #   make spec           deps + release build + the whole spec suite, summed
 #   make fuzz           libFuzzer build in build/fuzz, runs FUZZ_SECONDS
+#                       (FUZZ_TARGET=wasm|flow|frame, default wasm)
 #   make bench          deps + release build + benchmarks (bench/RESULTS.md)
 #   make clean          removes build/
 
 JOBS         ?= 2
 FUZZ_SECONDS ?= 60
+FUZZ_TARGET  ?= wasm
 SPEC_DIR     ?= $(abspath $(CURDIR)/../shared/wasm-spec)
 CMAKE        ?= cmake
 CTEST        ?= ctest
@@ -55,20 +57,30 @@ spec: deps release
 	@$(RELEASE)/tests/spec_driver --known tests/spec/KNOWN_FAILURES \
 	    $(RELEASE)/spec/core/*.json
 
-# New interesting inputs land in the committed corpus (first directory);
-# minimise it before committing (see tests/fuzz/README.md).
+# wasm: new interesting inputs land in the committed corpus (first
+# directory); minimise it before committing (see tests/fuzz/README.md).
+# Other targets (flow, frame) grow build/fuzz/work/TARGET, seeded by the
+# committed tests/fuzz/corpus/TARGET.
 fuzz: deps
 	$(CMAKE) -S . -B $(FUZZDIR) -DCMAKE_C_COMPILER=clang-19 \
 	    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" -DISOFLOW_FUZZ=ON \
 	    -DISOFLOW_SPEC_DIR=$(SPEC_DIR)
-	$(CMAKE) --build $(FUZZDIR) -j$(JOBS) --target fuzz_wasm
+	$(CMAKE) --build $(FUZZDIR) -j$(JOBS) --target fuzz_$(FUZZ_TARGET)
+ifneq ($(FUZZ_TARGET),wasm)
+	@mkdir -p $(FUZZDIR)/work/$(FUZZ_TARGET) $(FUZZDIR)/artifacts
+	$(SAN_ENV) $(FUZZDIR)/tests/fuzz_$(FUZZ_TARGET) \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -artifact_prefix=$(FUZZDIR)/artifacts/ $(FUZZDIR)/work/$(FUZZ_TARGET) \
+	    tests/fuzz/corpus/$(FUZZ_TARGET)
+else
 	@bash tests/spec/convert.sh $(SPEC_DIR)/core $(FUZZDIR)/spec/core
 	@mkdir -p $(FUZZDIR)/corpus $(FUZZDIR)/artifacts $(CORPUS)
 	@cp $(FUZZDIR)/spec/core/*.wasm $(FUZZDIR)/corpus/
 	$(SAN_ENV) $(FUZZDIR)/tests/fuzz_wasm -max_total_time=$(FUZZ_SECONDS) \
 	    -timeout=10 -rss_limit_mb=2048 \
 	    -artifact_prefix=$(FUZZDIR)/artifacts/ $(CORPUS) $(FUZZDIR)/corpus
+endif
 
 # Native vs isoflow vs node on bench/programs + engine micro-benchmarks;
 # BENCH_REPS (default 3) repetitions; writes build/bench/results.json.

@@ -22,6 +22,8 @@ PACKAGES=(
     libcmocka-dev              # unit tests
     ninja-build                # optional faster generator
     python3                    # bench/run.py (make bench)
+    libssl-dev                 # OpenSSL: TLS 1.3 links, certificates, Ed25519
+    libuv1-dev                 # libuv: the nodes' event loop
 )
 
 missing=()

@@ -24,6 +24,8 @@ static const cli_command commands[] = {
      cli_cmd_run_help},
     {"stages", "list the stage kinds (builtins) and their documentation",
      cli_cmd_stages, cli_cmd_stages_help},
+    {"ca", "create a certificate authority, issue node certificates",
+     cli_cmd_ca, cli_cmd_ca_help},
     {"help", "show help for a command", cmd_help, cmd_help_help},
 };
 
