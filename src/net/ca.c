@@ -66,31 +66,6 @@ int nt__cert_name_ok(const char *name)
     return 1;
 }
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-/* The reason of the most recent OpenSSL error of this thread (or "unknown
- * OpenSSL error"); clears the queue. */
-static const char *ossl_reason(void)
-{
-    unsigned long e = ERR_peek_last_error();
-    const char *r = e ? ERR_reason_error_string(e) : NULL;
-    ERR_clear_error();
-    return r ? r : "unknown OpenSSL error";
-}
 
 /* Creates dir and its missing parents (mode 0700 for new ones).  Returns 0
  * or -1 with errno set. */
@@ -176,12 +151,12 @@ static int write_pem(const char *path, mode_t mode, EVP_PKEY *key, X509 *cert,
     int ok;
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, mode);
     if (fd < 0) {
-        seterr(err, errlen, "cannot create '%s': %s", path, strerror(errno));
+        nt__errf(err, errlen, "cannot create '%s': %s", path, strerror(errno));
         return -1;
     }
     /* The umask may only have removed bits: set exactly `mode`. */
     if (fchmod(fd, mode) != 0 || (f = fdopen(fd, "w")) == NULL) {
-        seterr(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+        nt__errf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
         close(fd);
         unlink(path);
         return -1;
@@ -195,8 +170,8 @@ static int write_pem(const char *path, mode_t mode, EVP_PKEY *key, X509 *cert,
     if (fclose(f) != 0)
         ok = 0;
     if (!ok) {
-        seterr(err, errlen, "cannot write '%s': %s", path,
-               errno ? strerror(errno) : ossl_reason());
+        nt__errf(err, errlen, "cannot write '%s': %s", path,
+               errno ? strerror(errno) : nt__ossl_reason());
         unlink(path);
         return -1;
     }
@@ -241,7 +216,7 @@ static X509 *make_cert(EVP_PKEY *key, X509_NAME *subj, X509 *issuer,
         goto fail;
     return x;
 fail:
-    seterr(err, errlen, "cannot build certificate: %s", ossl_reason());
+    nt__errf(err, errlen, "cannot build certificate: %s", nt__ossl_reason());
     X509_free(x);
     return NULL;
 }
@@ -284,7 +259,7 @@ nt_status nt_ca_init(const char *dir, const char *name, char *err,
     nt_status st = NT_EIO;
 
     if (dir == NULL || dir[0] == '\0') {
-        seterr(err, errlen, "no CA directory given");
+        nt__errf(err, errlen, "no CA directory given");
         return NT_EARG;
     }
     if (name == NULL || name[0] == '\0') {
@@ -292,7 +267,7 @@ nt_status nt_ca_init(const char *dir, const char *name, char *err,
         name = defname;
     }
     if (!nt__cert_name_ok(name) || strlen(name) > CA_NAME_MAX) {
-        seterr(err, errlen,
+        nt__errf(err, errlen,
                "invalid CA name '%s' (1 to %d characters from A-Z a-z 0-9 "
                ". _ -, starting with a letter or digit)",
                name, CA_NAME_MAX);
@@ -300,16 +275,16 @@ nt_status nt_ca_init(const char *dir, const char *name, char *err,
     }
     if (join(keyp, sizeof keyp, dir, "ca.key") != 0 ||
         join(crtp, sizeof crtp, dir, "ca.crt") != 0) {
-        seterr(err, errlen, "CA directory path too long");
+        nt__errf(err, errlen, "CA directory path too long");
         return NT_EARG;
     }
     if (exists(keyp) || exists(crtp)) {
-        seterr(err, errlen, "a CA already exists in '%s' (%s present)", dir,
+        nt__errf(err, errlen, "a CA already exists in '%s' (%s present)", dir,
                exists(keyp) ? "ca.key" : "ca.crt");
         return NT_EARG;
     }
     if (mkdirs(dir) != 0) {
-        seterr(err, errlen, "cannot create directory '%s': %s", dir,
+        nt__errf(err, errlen, "cannot create directory '%s': %s", dir,
                strerror(errno));
         return NT_EIO;
     }
@@ -319,7 +294,7 @@ nt_status nt_ca_init(const char *dir, const char *name, char *err,
     if (key == NULL || subj == NULL ||
         !X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_UTF8,
                                     (const unsigned char *)cn, -1, -1, 0)) {
-        seterr(err, errlen, "cannot create the CA key: %s", ossl_reason());
+        nt__errf(err, errlen, "cannot create the CA key: %s", nt__ossl_reason());
         st = NT_ENOMEM;
         goto out;
     }
@@ -361,7 +336,7 @@ static void *read_pem(const char *path, int want_key, const char *what,
     void *obj;
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        seterr(err, errlen, "cannot read %s '%s': %s", what, path,
+        nt__errf(err, errlen, "cannot read %s '%s': %s", what, path,
                strerror(errno));
         return NULL;
     }
@@ -371,8 +346,8 @@ static void *read_pem(const char *path, int want_key, const char *what,
         obj = PEM_read_X509(f, NULL, no_passphrase, NULL);
     fclose(f);
     if (obj == NULL)
-        seterr(err, errlen, "cannot parse %s '%s': %s", what, path,
-               ossl_reason());
+        nt__errf(err, errlen, "cannot parse %s '%s': %s", what, path,
+               nt__ossl_reason());
     return obj;
 }
 
@@ -410,23 +385,23 @@ nt_status nt_ca_issue(const char *ca_dir, const char *name, int role,
     nt_status st = NT_EIO;
 
     if (ca_dir == NULL || ca_dir[0] == '\0') {
-        seterr(err, errlen, "no CA directory given");
+        nt__errf(err, errlen, "no CA directory given");
         return NT_EARG;
     }
     if (!nt__cert_name_ok(name)) {
-        seterr(err, errlen,
+        nt__errf(err, errlen,
                "invalid name '%s' (1 to %u characters from A-Z a-z 0-9 . _ "
                "-, starting with a letter or digit)",
                name ? name : "", NT_MAX_NAME);
         return NT_EARG;
     }
     if (role < NT_ROLE_DEVICE || role > NT_ROLE_OPERATOR) {
-        seterr(err, errlen,
+        nt__errf(err, errlen,
                "invalid role %d (device, edge, cloud or operator)", role);
         return NT_EARG;
     }
     if (days < 0 || days > MAX_DAYS) {
-        seterr(err, errlen, "invalid validity of %d days (1 to %d)", days,
+        nt__errf(err, errlen, "invalid validity of %d days (1 to %d)", days,
                MAX_DAYS);
         return NT_EARG;
     }
@@ -438,16 +413,16 @@ nt_status nt_ca_issue(const char *ca_dir, const char *name, int role,
     if (join(cakeyp, sizeof cakeyp, ca_dir, "ca.key") != 0 ||
         join(cacrtp, sizeof cacrtp, ca_dir, "ca.crt") != 0 ||
         join(keyp, sizeof keyp, out_dir, file) != 0) {
-        seterr(err, errlen, "path too long");
+        nt__errf(err, errlen, "path too long");
         return NT_EARG;
     }
     snprintf(file, sizeof file, "%s.crt", name);
     if (join(crtp, sizeof crtp, out_dir, file) != 0) {
-        seterr(err, errlen, "path too long");
+        nt__errf(err, errlen, "path too long");
         return NT_EARG;
     }
     if (exists(keyp) || exists(crtp)) {
-        seterr(err, errlen,
+        nt__errf(err, errlen,
                "'%s' already exists (remove it to issue a new certificate)",
                exists(keyp) ? keyp : crtp);
         return NT_EARG;
@@ -461,13 +436,13 @@ nt_status nt_ca_issue(const char *ca_dir, const char *name, int role,
         goto out;
     if (X509_check_private_key(cacrt, cakey) != 1) {
         ERR_clear_error();
-        seterr(err, errlen, "CA key '%s' does not match CA certificate '%s'",
+        nt__errf(err, errlen, "CA key '%s' does not match CA certificate '%s'",
                cakeyp, cacrtp);
         st = NT_EARG;
         goto out;
     }
     if (mkdirs(out_dir) != 0) {
-        seterr(err, errlen, "cannot create directory '%s': %s", out_dir,
+        nt__errf(err, errlen, "cannot create directory '%s': %s", out_dir,
                strerror(errno));
         goto out;
     }
@@ -482,7 +457,7 @@ nt_status nt_ca_issue(const char *ca_dir, const char *name, int role,
                                     (const unsigned char *)ou, -1, -1, 0) ||
         !X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_UTF8,
                                     (const unsigned char *)name, -1, -1, 0)) {
-        seterr(err, errlen, "cannot create the key: %s", ossl_reason());
+        nt__errf(err, errlen, "cannot create the key: %s", nt__ossl_reason());
         st = NT_ENOMEM;
         goto out;
     }

@@ -42,7 +42,7 @@ const char *nt__frame_type_name(unsigned type)
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static void errf(char *err, size_t errlen, const char *fmt, ...)
+void nt__errf(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -237,38 +237,38 @@ nt_status nt_frame_parse(const uint8_t *buf, size_t avail, nt_frame *frame,
     uint32_t len, lo, hi;
 
     if (frame == NULL || frame_len == NULL || (buf == NULL && avail > 0)) {
-        errf(err, errlen, "nt_frame_parse: NULL argument");
+        nt__errf(err, errlen, "nt_frame_parse: NULL argument");
         return NT_EARG;
     }
     if (avail >= 2 && (buf[0] != 'I' || buf[1] != 'F')) {
-        errf(err, errlen, "bad magic 0x%02x%02x", (unsigned)buf[0],
+        nt__errf(err, errlen, "bad magic 0x%02x%02x", (unsigned)buf[0],
              (unsigned)buf[1]);
         return NT_EFRAME;
     }
     if (avail >= 3 && buf[2] != NT_VERSION) {
-        errf(err, errlen, "unsupported version %u", (unsigned)buf[2]);
+        nt__errf(err, errlen, "unsupported version %u", (unsigned)buf[2]);
         return NT_EFRAME;
     }
     if (avail >= 4 && (buf[3] < NT_HELLO || buf[3] > NT_BYE)) {
-        errf(err, errlen, "unknown frame type %u", (unsigned)buf[3]);
+        nt__errf(err, errlen, "unknown frame type %u", (unsigned)buf[3]);
         return NT_EFRAME;
     }
     if (avail < 8)
         return NT_AGAIN;
     len = rd32(buf + 4);
     if (len > NT_MAX_PAYLOAD) {
-        errf(err, errlen, "payload length %lu exceeds %u", (unsigned long)len,
+        nt__errf(err, errlen, "payload length %lu exceeds %u", (unsigned long)len,
              NT_MAX_PAYLOAD);
         return NT_EFRAME;
     }
     type_len_range(buf[3], &lo, &hi);
     if (len < lo || len > hi) {
         if (lo == hi)
-            errf(err, errlen, "%s payload length %lu, expected %lu",
+            nt__errf(err, errlen, "%s payload length %lu, expected %lu",
                  nt__frame_type_name(buf[3]), (unsigned long)len,
                  (unsigned long)lo);
         else
-            errf(err, errlen, "%s payload length %lu outside %lu..%lu",
+            nt__errf(err, errlen, "%s payload length %lu outside %lu..%lu",
                  nt__frame_type_name(buf[3]), (unsigned long)len,
                  (unsigned long)lo, (unsigned long)hi);
         return NT_EFRAME;
@@ -276,7 +276,7 @@ nt_status nt_frame_parse(const uint8_t *buf, size_t avail, nt_frame *frame,
     if (avail < NT_HEADER || avail - NT_HEADER < len)
         return NT_AGAIN;
     if (nt_crc32(buf + NT_HEADER, len) != rd32(buf + 8)) {
-        errf(err, errlen, "CRC mismatch");
+        nt__errf(err, errlen, "CRC mismatch");
         return NT_EFRAME;
     }
     frame->type = buf[3];
@@ -302,7 +302,7 @@ static int need(cur *c, size_t n, const char *field)
 {
     if (c->len - c->off >= n)
         return 1;
-    errf(c->err, c->errlen, "%s: truncated at byte %lu: %s needs %lu byte%s, "
+    nt__errf(c->err, c->errlen, "%s: truncated at byte %lu: %s needs %lu byte%s, "
          "%lu left", c->what, (unsigned long)c->off, field, (unsigned long)n,
          n == 1 ? "" : "s", (unsigned long)(c->len - c->off));
     return 0;
@@ -348,7 +348,7 @@ static int at_end(cur *c, const char *after)
 {
     if (c->off == c->len)
         return 1;
-    errf(c->err, c->errlen, "%s: %lu trailing byte%s after %s", c->what,
+    nt__errf(c->err, c->errlen, "%s: %lu trailing byte%s after %s", c->what,
          (unsigned long)(c->len - c->off), c->len - c->off == 1 ? "" : "s",
          after);
     return 0;
@@ -362,11 +362,11 @@ static nt_status cur_start(cur *c, const nt_frame *f, unsigned types,
                            const char *fn, char *err, size_t errlen)
 {
     if (f == NULL || (f->payload == NULL && f->len > 0)) {
-        errf(err, errlen, "%s: NULL frame", fn);
+        nt__errf(err, errlen, "%s: NULL frame", fn);
         return NT_EARG;
     }
     if (f->type > NT_BYE || !(types & T(f->type))) {
-        errf(err, errlen, "%s: cannot decode a %s frame", fn,
+        nt__errf(err, errlen, "%s: cannot decode a %s frame", fn,
              nt__frame_type_name(f->type));
         return NT_EARG;
     }
@@ -395,21 +395,21 @@ nt_status nt_hello_decode(const nt_frame *f, nt_hello *out, char *err,
     if (st != NT_OK)
         return st;
     if (out == NULL) {
-        errf(err, errlen, "nt_hello_decode: NULL argument");
+        nt__errf(err, errlen, "nt_hello_decode: NULL argument");
         return NT_EARG;
     }
     if (!take8(&c, "role", &role) || !take8(&c, "name_len", &nlen))
         return NT_EFRAME;
     if (role < NT_ROLE_DEVICE || role > NT_ROLE_OPERATOR) {
-        errf(err, errlen, "%s: unknown role %u", c.what, (unsigned)role);
+        nt__errf(err, errlen, "%s: unknown role %u", c.what, (unsigned)role);
         return NT_EFRAME;
     }
     if (nlen == 0) {
-        errf(err, errlen, "%s: empty name", c.what);
+        nt__errf(err, errlen, "%s: empty name", c.what);
         return NT_EFRAME;
     }
     if (nlen > NT_MAX_NAME) {
-        errf(err, errlen, "%s: name length %u exceeds %u", c.what,
+        nt__errf(err, errlen, "%s: name length %u exceeds %u", c.what,
              (unsigned)nlen,
              NT_MAX_NAME);
         return NT_EFRAME;
@@ -418,7 +418,7 @@ nt_status nt_hello_decode(const nt_frame *f, nt_hello *out, char *err,
         return NT_EFRAME;
     bad = text_check(c.p + c.off, nlen);
     if (bad) {
-        errf(err, errlen, "%s: name %s", c.what,
+        nt__errf(err, errlen, "%s: name %s", c.what,
              bad == 1 ? "is not UTF-8" : "contains a NUL byte");
         return NT_EFRAME;
     }
@@ -446,7 +446,7 @@ nt_status nt_u64_decode(const nt_frame *f, uint64_t *out, char *err,
     if (st != NT_OK)
         return st;
     if (out == NULL) {
-        errf(err, errlen, "nt_u64_decode: NULL argument");
+        nt__errf(err, errlen, "nt_u64_decode: NULL argument");
         return NT_EARG;
     }
     field = f->type == NT_ACK ? "seq" : "nonce";
@@ -466,7 +466,7 @@ nt_status nt_credit_decode(const nt_frame *f, uint32_t *stage,
     if (st != NT_OK)
         return st;
     if (stage == NULL || credits == NULL) {
-        errf(err, errlen, "nt_credit_decode: NULL argument");
+        nt__errf(err, errlen, "nt_credit_decode: NULL argument");
         return NT_EARG;
     }
     if (!take32(&c, "stage", stage) || !take32(&c, "credits", credits) ||
@@ -486,7 +486,7 @@ nt_status nt_pull_decode(const nt_frame *f, uint32_t *stage, char *err,
     if (st != NT_OK)
         return st;
     if (stage == NULL) {
-        errf(err, errlen, "nt_pull_decode: NULL argument");
+        nt__errf(err, errlen, "nt_pull_decode: NULL argument");
         return NT_EARG;
     }
     if (!take32(&c, "stage", stage) || !at_end(&c, "stage"))
@@ -510,14 +510,14 @@ nt_status nt_refuse_decode(const nt_frame *f, char *reason, size_t cap,
     if (st != NT_OK)
         return st;
     if (reason == NULL && cap > 0) {
-        errf(err, errlen, "nt_refuse_decode: NULL argument");
+        nt__errf(err, errlen, "nt_refuse_decode: NULL argument");
         return NT_EARG;
     }
     if (!take8(&c, "reason_len", &rlen) || !need(&c, rlen, "reason"))
         return NT_EFRAME;
     bad = text_check(c.p + c.off, rlen);
     if (bad) {
-        errf(err, errlen, "REFUSE: reason %s",
+        nt__errf(err, errlen, "REFUSE: reason %s",
              bad == 1 ? "is not UTF-8" : "contains a NUL byte");
         return NT_EFRAME;
     }
@@ -546,14 +546,14 @@ static int msg_decode(cur *c, nt_msg *m)
         !take8(c, "kind", &m->kind))
         return 0;
     if (m->kind > 1) {
-        errf(c->err, c->errlen, "%s: unknown kind %u", c->what,
+        nt__errf(c->err, c->errlen, "%s: unknown kind %u", c->what,
              (unsigned)m->kind);
         return 0;
     }
     if (!take8(c, "topic_len", &m->topic_len))
         return 0;
     if (m->topic_len > NT_MAX_TOPIC) {
-        errf(c->err, c->errlen, "%s: topic length %u exceeds %u", c->what,
+        nt__errf(c->err, c->errlen, "%s: topic length %u exceeds %u", c->what,
              (unsigned)m->topic_len, NT_MAX_TOPIC);
         return 0;
     }
@@ -561,7 +561,7 @@ static int msg_decode(cur *c, nt_msg *m)
         return 0;
     bad = text_check(c->p + c->off, m->topic_len);
     if (bad) {
-        errf(c->err, c->errlen, "%s: topic %s", c->what,
+        nt__errf(c->err, c->errlen, "%s: topic %s", c->what,
              bad == 1 ? "is not UTF-8" : "contains a NUL byte");
         return 0;
     }
@@ -570,7 +570,7 @@ static int msg_decode(cur *c, nt_msg *m)
     if (!take32(c, "len", &m->len))
         return 0;
     if (m->len > NT_MAX_MSG) {
-        errf(c->err, c->errlen, "%s: length %lu exceeds %u", c->what,
+        nt__errf(c->err, c->errlen, "%s: length %lu exceeds %u", c->what,
              (unsigned long)m->len, NT_MAX_MSG);
         return 0;
     }
@@ -598,7 +598,7 @@ nt_status nt_data_next(const nt_frame *f, size_t *off, nt_msg *m, char *err,
     if (st != NT_OK)
         return st;
     if (off == NULL || m == NULL) {
-        errf(err, errlen, "nt_data_next: NULL argument");
+        nt__errf(err, errlen, "nt_data_next: NULL argument");
         return NT_EARG;
     }
     if (*off == 0) {
@@ -617,7 +617,7 @@ nt_status nt_data_next(const nt_frame *f, size_t *off, nt_msg *m, char *err,
         *off = 4;
     }
     if (*off > f->len) {
-        errf(err, errlen, "DATA: offset %lu is beyond the payload (%lu bytes)",
+        nt__errf(err, errlen, "DATA: offset %lu is beyond the payload (%lu bytes)",
              (unsigned long)*off, (unsigned long)f->len);
         return NT_EARG;
     }

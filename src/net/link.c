@@ -91,16 +91,6 @@ void nt__log(const char *fmt, ...)
     uv_mutex_unlock(&log_mu);
 }
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Types. */
 
@@ -294,7 +284,7 @@ static nt_status resolve(const char *addr, int passive,
 
     if (addr == NULL || (colon = strrchr(addr, ':')) == NULL ||
         colon[1] == '\0') {
-        seterr(err, errlen, "address '%s' is not host:port",
+        nt__errf(err, errlen, "address '%s' is not host:port",
                addr ? addr : "(null)");
         return NT_EARG;
     }
@@ -305,7 +295,7 @@ static nt_status resolve(const char *addr, int passive,
         hl -= 2;
     }
     if (hl >= sizeof host) {
-        seterr(err, errlen, "host name too long in '%s'", addr);
+        nt__errf(err, errlen, "host name too long in '%s'", addr);
         return NT_EARG;
     }
     memcpy(host, addr, hl);
@@ -318,7 +308,7 @@ static nt_status resolve(const char *addr, int passive,
     hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
     rc = getaddrinfo(h, port, &hints, &res);
     if (rc != 0 || res == NULL) {
-        seterr(err, errlen, "cannot resolve '%s': %s", host,
+        nt__errf(err, errlen, "cannot resolve '%s': %s", host,
                rc ? gai_strerror(rc) : "no address");
         if (res)
             freeaddrinfo(res);
@@ -1359,13 +1349,13 @@ nt_status nt_loop_new(nt_loop **out, char *err, size_t errlen)
     int r, stage = 0;
 
     if (out == NULL) {
-        seterr(err, errlen, "nt_loop_new: NULL argument");
+        nt__errf(err, errlen, "nt_loop_new: NULL argument");
         return NT_EARG;
     }
     *out = NULL;
     l = calloc(1, sizeof *l);
     if (l == NULL) {
-        seterr(err, errlen, "out of memory");
+        nt__errf(err, errlen, "out of memory");
         return NT_ENOMEM;
     }
     nt__link_tuning_default(&l->tune);
@@ -1398,7 +1388,7 @@ nt_status nt_loop_new(nt_loop **out, char *err, size_t errlen)
     *out = l;
     return NT_OK;
 fail:
-    seterr(err, errlen, "cannot start an event loop: %s", uv_strerror(r));
+    nt__errf(err, errlen, "cannot start an event loop: %s", uv_strerror(r));
     if (stage >= 3)
         uv_cond_destroy(&l->cv);
     if (stage >= 2)
@@ -1549,7 +1539,7 @@ nt_status nt_listen(nt_loop *l, nt_tls *tls, const char *addr,
     if (out)
         *out = NULL;
     if (l == NULL || cb == NULL || out == NULL) {
-        seterr(err, errlen, "nt_listen: NULL argument");
+        nt__errf(err, errlen, "nt_listen: NULL argument");
         return NT_EARG;
     }
     memset(&q, 0, sizeof q);
@@ -1558,7 +1548,7 @@ nt_status nt_listen(nt_loop *l, nt_tls *tls, const char *addr,
         return st;
     ls = calloc(1, sizeof *ls);
     if (ls == NULL) {
-        seterr(err, errlen, "out of memory");
+        nt__errf(err, errlen, "out of memory");
         return NT_ENOMEM;
     }
     ls->l = l;
@@ -1572,11 +1562,11 @@ nt_status nt_listen(nt_loop *l, nt_tls *tls, const char *addr,
     st = loop_sync(l, do_listen, &q);
     if (st != NT_OK) {
         free(ls);
-        seterr(err, errlen, "listen on %s: event loop stopped", addr);
+        nt__errf(err, errlen, "listen on %s: event loop stopped", addr);
         return st;
     }
     if (q.st != NT_OK) {
-        seterr(err, errlen, "%s", q.err);
+        nt__errf(err, errlen, "%s", q.err);
         return q.st;
     }
     if (tls == NULL)
@@ -1607,16 +1597,16 @@ nt_status nt_connect(nt_loop *l, nt_tls *tls, const char *addr,
     if (out)
         *out = NULL;
     if (l == NULL || cb == NULL || out == NULL) {
-        seterr(err, errlen, "nt_connect: NULL argument");
+        nt__errf(err, errlen, "nt_connect: NULL argument");
         return NT_EARG;
     }
     if (tls && nt_role_name(expect_role)[0] == '?') {
-        seterr(err, errlen, "nt_connect: unknown role %d", expect_role);
+        nt__errf(err, errlen, "nt_connect: unknown role %d", expect_role);
         return NT_EARG;
     }
     c = calloc(1, sizeof *c);
     if (c == NULL) {
-        seterr(err, errlen, "out of memory");
+        nt__errf(err, errlen, "out of memory");
         return NT_ENOMEM;
     }
     st = resolve(addr, 0, &c->sa, err, errlen);
@@ -1626,7 +1616,7 @@ nt_status nt_connect(nt_loop *l, nt_tls *tls, const char *addr,
     }
     if (uv_mutex_init(&c->mu) != 0) {
         free(c);
-        seterr(err, errlen, "out of resources");
+        nt__errf(err, errlen, "out of resources");
         return NT_ENOMEM;
     }
     c->l = l;
@@ -1646,7 +1636,7 @@ nt_status nt_connect(nt_loop *l, nt_tls *tls, const char *addr,
     if (st != NT_OK) {
         uv_mutex_destroy(&c->mu);
         free(c);
-        seterr(err, errlen, "connect to %s: %s", addr, nt_status_msg(st));
+        nt__errf(err, errlen, "connect to %s: %s", addr, nt_status_msg(st));
         return st;
     }
     *out = c;

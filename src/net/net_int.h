@@ -10,6 +10,19 @@
 
 #include "net.h"
 
+/* ---- shared by every file of src/net/ ----------------------------------- */
+
+/* Writes a message into err (nothing when err is NULL or errlen is 0). */
+void nt__errf(char *err, size_t errlen, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* The reason of this thread's most recent OpenSSL error ("unknown OpenSSL
+ * error" when there is none); clears the thread's error queue (tls.c). */
+const char *nt__ossl_reason(void);
+
 /* ---- N3: certificates and TLS contexts (ca.c, tls.c) ------------------- */
 
 #include <openssl/ssl.h>

@@ -173,17 +173,7 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-#define SP_ERRF(sp, ...) errf((sp)->err, sizeof (sp)->err, __VA_ARGS__)
+#define SP_ERRF(sp, ...) nt__errf((sp)->err, sizeof (sp)->err, __VA_ARGS__)
 
 static void seg_name(char *buf, size_t cap, uint64_t start)
 {
@@ -496,7 +486,7 @@ static int make_dirs(const char *dir, char *err, size_t errlen)
     size_t n = strlen(dir);
     char *p = malloc(n + 1);
     if (!p) {
-        errf(err, errlen, "spool %s: out of memory", dir);
+        nt__errf(err, errlen, "spool %s: out of memory", dir);
         return -1;
     }
     memcpy(p, dir, n + 1);
@@ -506,7 +496,7 @@ static int make_dirs(const char *dir, char *err, size_t errlen)
         char c = p[i];
         p[i] = '\0';
         if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-            errf(err, errlen, "spool %s: cannot create directory %s: %s", dir,
+            nt__errf(err, errlen, "spool %s: cannot create directory %s: %s", dir,
                  p, strerror(errno));
             free(p);
             return -1;
@@ -516,11 +506,11 @@ static int make_dirs(const char *dir, char *err, size_t errlen)
     free(p);
     struct stat st;
     if (stat(dir, &st) != 0) {
-        errf(err, errlen, "spool %s: %s", dir, strerror(errno));
+        nt__errf(err, errlen, "spool %s: %s", dir, strerror(errno));
         return -1;
     }
     if (!S_ISDIR(st.st_mode)) {
-        errf(err, errlen, "spool %s: not a directory", dir);
+        nt__errf(err, errlen, "spool %s: not a directory", dir);
         return -1;
     }
     return 0;
@@ -533,7 +523,7 @@ static nt_status take_lock(nt_spool *sp, char *err, size_t errlen)
     sp->lockfd = openat(sp->dirfd, SP_LOCK, O_RDWR | O_CREAT | O_CLOEXEC,
                         0600);
     if (sp->lockfd < 0) {
-        errf(err, errlen, "spool %s/%s: %s", sp->dir, SP_LOCK,
+        nt__errf(err, errlen, "spool %s/%s: %s", sp->dir, SP_LOCK,
              strerror(errno));
         return NT_EIO;
     }
@@ -549,9 +539,9 @@ static nt_status take_lock(nt_spool *sp, char *err, size_t errlen)
         fl.l_type = F_WRLCK;
         fl.l_whence = SEEK_SET;
         long pid = fcntl(sp->lockfd, F_GETLK, &fl) == 0 ? (long)fl.l_pid : 0;
-        errf(err, errlen, "spool %s is in use by process %ld", sp->dir, pid);
+        nt__errf(err, errlen, "spool %s is in use by process %ld", sp->dir, pid);
     } else {
-        errf(err, errlen, "spool %s/%s: cannot lock: %s", sp->dir, SP_LOCK,
+        nt__errf(err, errlen, "spool %s/%s: cannot lock: %s", sp->dir, SP_LOCK,
              strerror(e));
     }
     return NT_EIO;
@@ -565,7 +555,7 @@ static int ack_read(nt_spool *sp, uint64_t *ack, char *err, size_t errlen)
     if (fd < 0) {
         if (errno == ENOENT)
             return 0;
-        errf(err, errlen, "spool %s/%s: %s", sp->dir, SP_ACK,
+        nt__errf(err, errlen, "spool %s/%s: %s", sp->dir, SP_ACK,
              strerror(errno));
         return -2;
     }
@@ -576,7 +566,7 @@ static int ack_read(nt_spool *sp, uint64_t *ack, char *err, size_t errlen)
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            errf(err, errlen, "spool %s/%s: read: %s", sp->dir, SP_ACK,
+            nt__errf(err, errlen, "spool %s/%s: read: %s", sp->dir, SP_ACK,
                  strerror(errno));
             close(fd);
             return -2;
@@ -600,7 +590,7 @@ static nt_status list_segments(nt_spool *sp, char *err, size_t errlen)
     int dfd = dup(sp->dirfd);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     if (!d) {
-        errf(err, errlen, "spool %s: cannot list: %s", sp->dir,
+        nt__errf(err, errlen, "spool %s: cannot list: %s", sp->dir,
              strerror(errno));
         if (dfd >= 0)
             close(dfd);
@@ -617,20 +607,20 @@ static nt_status list_segments(nt_spool *sp, char *err, size_t errlen)
         memset(&s, 0, sizeof s);
         s.start = seg_parse(e->d_name);
         if (s.start == 0) {
-            errf(err, errlen, "spool %s/%s: bad segment file name", sp->dir,
+            nt__errf(err, errlen, "spool %s/%s: bad segment file name", sp->dir,
                  e->d_name);
             st = NT_ECORRUPT;
             break;
         }
         struct stat sb;
         if (fstatat(sp->dirfd, e->d_name, &sb, 0) != 0) {
-            errf(err, errlen, "spool %s/%s: %s", sp->dir, e->d_name,
+            nt__errf(err, errlen, "spool %s/%s: %s", sp->dir, e->d_name,
                  strerror(errno));
             st = NT_EIO;
             break;
         }
         if (!S_ISREG(sb.st_mode)) {
-            errf(err, errlen, "spool %s/%s: not a regular file", sp->dir,
+            nt__errf(err, errlen, "spool %s/%s: not a regular file", sp->dir,
                  e->d_name);
             st = NT_ECORRUPT;
             break;
@@ -638,7 +628,7 @@ static nt_status list_segments(nt_spool *sp, char *err, size_t errlen)
         s.size = s.end = (uint64_t)sb.st_size;
         s.read_seq = s.start;
         if (seg_push(sp, &s) != 0) {
-            errf(err, errlen, "spool %s: out of memory", sp->dir);
+            nt__errf(err, errlen, "spool %s: out of memory", sp->dir);
             st = NT_ENOMEM;
             break;
         }
@@ -665,7 +655,7 @@ static nt_status scan_segment(nt_spool *sp, size_t k, uint64_t *expect,
     *torn_at = UINT64_MAX;
     int fd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        errf(err, errlen, "spool %s/%s: %s", sp->dir, name, strerror(errno));
+        nt__errf(err, errlen, "spool %s/%s: %s", sp->dir, name, strerror(errno));
         return NT_EIO;
     }
     sp_rd r = {sp, fd, 0, 0, 0, s->size};
@@ -679,7 +669,7 @@ static nt_status scan_segment(nt_spool *sp, size_t k, uint64_t *expect,
         const char *why = NULL;
         int ok = rec_check(&r, name, e, e, &seq, &len, &why);
         if (ok < 0) {
-            errf(err, errlen, "%s", sp->err);
+            nt__errf(err, errlen, "%s", sp->err);
             st = NT_EIO;
             break;
         }
@@ -695,7 +685,7 @@ static nt_status scan_segment(nt_spool *sp, size_t k, uint64_t *expect,
             const char *w2;
             ok = rec_check(&r, name, e, e + s->size, &seq, &len, &w2);
             if (ok < 0) {
-                errf(err, errlen, "%s", sp->err);
+                nt__errf(err, errlen, "%s", sp->err);
                 st = NT_EIO;
                 goto out;
             }
@@ -712,7 +702,7 @@ static nt_status scan_segment(nt_spool *sp, size_t k, uint64_t *expect,
             break;
         }
         if (seq - 1 > sp->ack) {
-            errf(err, errlen,
+            nt__errf(err, errlen,
                  "spool corrupt: %s/%s: bad record at offset %" PRIu64
                  " (%s; expected seq %" PRIu64 "); the next valid record "
                  "(seq %" PRIu64 ") is at offset %" PRIu64
@@ -743,7 +733,7 @@ static nt_status truncate_tail(nt_spool *sp, size_t k, uint64_t end,
     int fd = openat(sp->dirfd, name, O_WRONLY | O_CLOEXEC);
     if (fd < 0 || ftruncate(fd, (off_t)end) != 0 ||
         (sp->o.sync != NT_SYNC_NONE && sync_fd(fd) != 0)) {
-        errf(err, errlen, "spool %s/%s: cannot truncate the torn tail: %s",
+        nt__errf(err, errlen, "spool %s/%s: cannot truncate the torn tail: %s",
              sp->dir, name, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -767,7 +757,7 @@ static nt_status recover(nt_spool *sp, char *err, size_t errlen)
     if (st != NT_OK)
         return st;
     if (have == -1 && sp->nseg == 0) {
-        errf(err, errlen,
+        nt__errf(err, errlen,
              "spool corrupt: %s/%s is damaged and no segment is left: the "
              "next sequence number is unknown",
              sp->dir, SP_ACK);
@@ -793,14 +783,14 @@ static nt_status recover(nt_spool *sp, char *err, size_t errlen)
         char name[32];
         seg_name(name, sizeof name, s->start);
         if (s->start < expect) {
-            errf(err, errlen,
+            nt__errf(err, errlen,
                  "spool corrupt: %s/%s starts at seq %" PRIu64
                  " but the previous segment holds records up to %" PRIu64,
                  sp->dir, name, s->start, expect - 1);
             return NT_ECORRUPT;
         }
         if (s->start > expect && s->start - 1 > ack) {
-            errf(err, errlen,
+            nt__errf(err, errlen,
                  "spool corrupt: %s/%s starts at seq %" PRIu64
                  ": unacknowledged records %" PRIu64 "..%" PRIu64
                  " are missing",
@@ -814,7 +804,7 @@ static nt_status recover(nt_spool *sp, char *err, size_t errlen)
             return st;
         if (torn_at != UINT64_MAX && k + 1 < sp->nseg &&
             sp->segs[k + 1].start - 1 > ack) {
-            errf(err, errlen,
+            nt__errf(err, errlen,
                  "spool corrupt: %s/%s: bad record at offset %" PRIu64
                  " (%s; expected seq %" PRIu64 "): unacknowledged records %"
                  PRIu64 "..%" PRIu64 " cannot be read",
@@ -839,7 +829,7 @@ static nt_status recover(nt_spool *sp, char *err, size_t errlen)
     if (drop > 0 || have != 1) {
         st = retire(sp, drop, ack);
         if (st != NT_OK) {
-            errf(err, errlen, "%s", sp->err);
+            nt__errf(err, errlen, "%s", sp->err);
             return st;
         }
     }
@@ -850,7 +840,7 @@ static nt_status recover(nt_spool *sp, char *err, size_t errlen)
         seg_name(name, sizeof name, s->start);
         sp->fd = openat(sp->dirfd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
         if (sp->fd < 0) {
-            errf(err, errlen, "spool %s/%s: %s", sp->dir, name,
+            nt__errf(err, errlen, "spool %s/%s: %s", sp->dir, name,
                  strerror(errno));
             return NT_EIO;
         }
@@ -885,7 +875,7 @@ nt_status nt_spool_open(const char *dir, const nt_spool_opts *o,
     if (out)
         *out = NULL;
     if (!dir || !*dir || !out) {
-        errf(err, errlen, "spool: no directory given");
+        nt__errf(err, errlen, "spool: no directory given");
         return NT_EARG;
     }
     nt_spool_opts def;
@@ -898,7 +888,7 @@ nt_status nt_spool_open(const char *dir, const nt_spool_opts *o,
     if (opt.sync_interval_ms == 0)
         opt.sync_interval_ms = def.sync_interval_ms;
     if (opt.sync > NT_SYNC_ALWAYS || opt.full > NT_FULL_DROP_OLDEST) {
-        errf(err, errlen, "spool %s: invalid options (sync %u, full %u)", dir,
+        nt__errf(err, errlen, "spool %s: invalid options (sync %u, full %u)", dir,
              (unsigned)opt.sync, (unsigned)opt.full);
         return NT_EARG;
     }
@@ -906,7 +896,7 @@ nt_status nt_spool_open(const char *dir, const nt_spool_opts *o,
     size_t n = strlen(dir);
     if (!sp || !(sp->dir = malloc(n + 1))) {
         free(sp);
-        errf(err, errlen, "spool %s: out of memory", dir);
+        nt__errf(err, errlen, "spool %s: out of memory", dir);
         return NT_ENOMEM;
     }
     memcpy(sp->dir, dir, n + 1);
@@ -919,14 +909,14 @@ nt_status nt_spool_open(const char *dir, const nt_spool_opts *o,
         goto fail;
     sp->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (sp->dirfd < 0) {
-        errf(err, errlen, "spool %s: %s", dir, strerror(errno));
+        nt__errf(err, errlen, "spool %s: %s", dir, strerror(errno));
         goto fail;
     }
     st = take_lock(sp, err, errlen);
     if (st != NT_OK)
         goto fail;
     if (unlinkat(sp->dirfd, SP_ACK_TMP, 0) != 0 && errno != ENOENT) {
-        errf(err, errlen, "spool %s/%s: %s", sp->dir, SP_ACK_TMP,
+        nt__errf(err, errlen, "spool %s/%s: %s", sp->dir, SP_ACK_TMP,
              strerror(errno));
         st = NT_EIO;
         goto fail;

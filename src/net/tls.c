@@ -24,24 +24,8 @@ struct nt_tls {
     int role;                     /* our certificate's role */
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* The reason of this thread's most recent OpenSSL error; clears the queue. */
-static const char *ossl_reason(void)
+const char *nt__ossl_reason(void)
 {
     unsigned long e = ERR_peek_last_error();
     const char *r = e ? ERR_reason_error_string(e) : NULL;
@@ -85,11 +69,11 @@ static nt_status cert_identity(X509 *x, char *name, size_t cap, int *role,
 
     pos = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
     if (pos < 0) {
-        seterr(err, errlen, "certificate has no common name");
+        nt__errf(err, errlen, "certificate has no common name");
         return NT_EAUTH;
     }
     if (X509_NAME_get_index_by_NID(subj, NID_commonName, pos) >= 0) {
-        seterr(err, errlen, "certificate has several common names");
+        nt__errf(err, errlen, "certificate has several common names");
         return NT_EAUTH;
     }
     len = ASN1_STRING_to_UTF8(
@@ -101,7 +85,7 @@ static nt_status cert_identity(X509 *x, char *name, size_t cap, int *role,
             printable(u, (size_t)len, text, sizeof text);
         else
             text[0] = '\0';
-        seterr(err, errlen, "certificate has an invalid common name '%s'",
+        nt__errf(err, errlen, "certificate has an invalid common name '%s'",
                text);
         goto out;
     }
@@ -135,15 +119,15 @@ static nt_status cert_identity(X509 *x, char *name, size_t cap, int *role,
         OPENSSL_free(ou);
     }
     if (found == 0) {
-        seterr(err, errlen, "certificate has no role");
+        nt__errf(err, errlen, "certificate has no role");
         goto out;
     }
     if (found > 1) {
-        seterr(err, errlen, "certificate has several roles");
+        nt__errf(err, errlen, "certificate has several roles");
         goto out;
     }
     if (r == 0) {
-        seterr(err, errlen, "unknown role '%s'", text);
+        nt__errf(err, errlen, "unknown role '%s'", text);
         goto out;
     }
     if (role)
@@ -163,7 +147,7 @@ static int load_ca_file(X509_STORE *store, const char *path, char *err,
     int n = 0;
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        seterr(err, errlen, "cannot read CA file '%s': %s", path,
+        nt__errf(err, errlen, "cannot read CA file '%s': %s", path,
                strerror(errno));
         return -1;
     }
@@ -171,8 +155,8 @@ static int load_ca_file(X509_STORE *store, const char *path, char *err,
         int ok = X509_STORE_add_cert(store, x);
         X509_free(x);
         if (!ok) {
-            seterr(err, errlen, "cannot use CA file '%s': %s", path,
-                   ossl_reason());
+            nt__errf(err, errlen, "cannot use CA file '%s': %s", path,
+                   nt__ossl_reason());
             fclose(f);
             return -1;
         }
@@ -181,7 +165,7 @@ static int load_ca_file(X509_STORE *store, const char *path, char *err,
     fclose(f);
     ERR_clear_error(); /* the end of the file reads as "no start line" */
     if (n == 0)
-        seterr(err, errlen, "CA file '%s' holds no PEM certificate", path);
+        nt__errf(err, errlen, "CA file '%s' holds no PEM certificate", path);
     return n == 0 ? -1 : n;
 }
 
@@ -194,7 +178,7 @@ static void *read_pem(const char *path, int want_key, char *err,
     void *obj;
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        seterr(err, errlen, "cannot read %s '%s': %s", what, path,
+        nt__errf(err, errlen, "cannot read %s '%s': %s", what, path,
                strerror(errno));
         return NULL;
     }
@@ -204,9 +188,9 @@ static void *read_pem(const char *path, int want_key, char *err,
         obj = PEM_read_X509(f, NULL, no_passphrase, NULL);
     fclose(f);
     if (obj == NULL)
-        seterr(err, errlen, "cannot parse %s '%s': not a PEM %s (%s)", what,
+        nt__errf(err, errlen, "cannot parse %s '%s': not a PEM %s (%s)", what,
                path, want_key ? "private key" : "certificate",
-               ossl_reason());
+               nt__ossl_reason());
     return obj;
 }
 
@@ -220,14 +204,14 @@ static int check_chain(X509_STORE *store, X509 *cert, const char *cert_file,
     X509_STORE_CTX *sc = X509_STORE_CTX_new();
     if (sc == NULL || !X509_STORE_CTX_init(sc, store, cert, NULL)) {
         X509_STORE_CTX_free(sc);
-        seterr(err, errlen, "cannot check certificate '%s': %s", cert_file,
-               ossl_reason());
+        nt__errf(err, errlen, "cannot check certificate '%s': %s", cert_file,
+               nt__ossl_reason());
         return -1;
     }
     X509_STORE_CTX_set_flags(sc, X509_V_FLAG_NO_CHECK_TIME);
     ok = X509_verify_cert(sc) == 1;
     if (!ok)
-        seterr(err, errlen, "certificate '%s' does not chain to CA '%s': %s",
+        nt__errf(err, errlen, "certificate '%s' does not chain to CA '%s': %s",
                cert_file, ca_file,
                X509_verify_cert_error_string(X509_STORE_CTX_get_error(sc)));
     X509_STORE_CTX_free(sc);
@@ -260,12 +244,12 @@ nt_status nt_tls_new(const char *ca_file, const char *cert_file,
         *out = NULL;
     if (ca_file == NULL || cert_file == NULL || key_file == NULL ||
         out == NULL) {
-        seterr(err, errlen, "nt_tls_new needs a CA, a certificate and a key");
+        nt__errf(err, errlen, "nt_tls_new needs a CA, a certificate and a key");
         return NT_EARG;
     }
     t = calloc(1, sizeof *t);
     if (t == NULL) {
-        seterr(err, errlen, "out of memory");
+        nt__errf(err, errlen, "out of memory");
         return NT_ENOMEM;
     }
     t->ctx = SSL_CTX_new(TLS_method());
@@ -273,8 +257,8 @@ nt_status nt_tls_new(const char *ca_file, const char *cert_file,
         !SSL_CTX_set_min_proto_version(t->ctx, TLS1_3_VERSION) ||
         !SSL_CTX_set_max_proto_version(t->ctx, TLS1_3_VERSION) ||
         !SSL_CTX_set_num_tickets(t->ctx, 0)) {
-        seterr(err, errlen, "cannot create a TLS context: %s",
-               ossl_reason());
+        nt__errf(err, errlen, "cannot create a TLS context: %s",
+               nt__ossl_reason());
         st = NT_ETLS;
         goto fail;
     }
@@ -289,7 +273,7 @@ nt_status nt_tls_new(const char *ca_file, const char *cert_file,
         goto fail;
     if (X509_check_private_key(cert, key) != 1) {
         ERR_clear_error();
-        seterr(err, errlen, "key '%s' does not match certificate '%s'",
+        nt__errf(err, errlen, "key '%s' does not match certificate '%s'",
                key_file, cert_file);
         goto fail;
     }
@@ -298,14 +282,14 @@ nt_status nt_tls_new(const char *ca_file, const char *cert_file,
         goto fail;
     if (cert_identity(cert, t->name, sizeof t->name, &t->role, why,
                       sizeof why) != NT_OK) {
-        seterr(err, errlen, "certificate '%s': %s", cert_file, why);
+        nt__errf(err, errlen, "certificate '%s': %s", cert_file, why);
         goto fail;
     }
     if (SSL_CTX_use_certificate(t->ctx, cert) != 1 ||
         SSL_CTX_use_PrivateKey(t->ctx, key) != 1 ||
         SSL_CTX_check_private_key(t->ctx) != 1) {
-        seterr(err, errlen, "cannot use certificate '%s': %s", cert_file,
-               ossl_reason());
+        nt__errf(err, errlen, "cannot use certificate '%s': %s", cert_file,
+               nt__ossl_reason());
         st = NT_ETLS;
         goto fail;
     }
@@ -360,12 +344,12 @@ nt_status nt__tls_peer_identity(SSL *ssl, char *name, size_t cap, int *role,
     X509 *peer = SSL_get0_peer_certificate(ssl);
     long v;
     if (peer == NULL) {
-        seterr(err, errlen, "peer sent no certificate");
+        nt__errf(err, errlen, "peer sent no certificate");
         return NT_EAUTH;
     }
     v = SSL_get_verify_result(ssl);
     if (v != X509_V_OK) {
-        seterr(err, errlen, "certificate refused: %s",
+        nt__errf(err, errlen, "certificate refused: %s",
                X509_verify_cert_error_string(v));
         return NT_EAUTH;
     }
@@ -405,11 +389,11 @@ nt_status nt__tls_failure(SSL *ssl, int ret, char *err, size_t errlen)
     const char *r;
 
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        seterr(err, errlen, "TLS operation in progress");
+        nt__errf(err, errlen, "TLS operation in progress");
         return NT_AGAIN;
     }
     if (e == SSL_ERROR_ZERO_RETURN) {
-        seterr(err, errlen, "connection closed by peer");
+        nt__errf(err, errlen, "connection closed by peer");
         ERR_clear_error();
         return NT_ECLOSED;
     }
@@ -424,16 +408,16 @@ nt_status nt__tls_failure(SSL *ssl, int ret, char *err, size_t errlen)
     /* Our check of the peer's certificate failed: the verify result is the
      * precise reason (the queue only says "certificate verify failed"). */
     if (verify_failed && v != X509_V_OK) {
-        seterr(err, errlen, "peer certificate refused: %s",
+        nt__errf(err, errlen, "peer certificate refused: %s",
                X509_verify_cert_error_string(v));
         return NT_EAUTH;
     }
     if (code == 0) {
         if (e == SSL_ERROR_SYSCALL) {
-            seterr(err, errlen, "connection closed during TLS");
+            nt__errf(err, errlen, "connection closed during TLS");
             return NT_ECLOSED;
         }
-        seterr(err, errlen, "TLS error");
+        nt__errf(err, errlen, "TLS error");
         return NT_ETLS;
     }
     r = ERR_reason_error_string(code);
@@ -444,10 +428,10 @@ nt_status nt__tls_failure(SSL *ssl, int ret, char *err, size_t errlen)
         if (reason >= SSL_AD_REASON_OFFSET) {
             int alert = reason - SSL_AD_REASON_OFFSET;
             if (cert_alert(alert)) {
-                seterr(err, errlen, "peer refused our certificate: %s", r);
+                nt__errf(err, errlen, "peer refused our certificate: %s", r);
                 return NT_EAUTH;
             }
-            seterr(err, errlen, "peer sent alert: %s", r);
+            nt__errf(err, errlen, "peer sent alert: %s", r);
             return NT_ETLS;
         }
         if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
@@ -455,6 +439,6 @@ nt_status nt__tls_failure(SSL *ssl, int ret, char *err, size_t errlen)
         else if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)
             st = NT_ECLOSED;
     }
-    seterr(err, errlen, "%s", r);
+    nt__errf(err, errlen, "%s", r);
     return st;
 }
