@@ -17,6 +17,9 @@ static char room[32];
 static size_t room_len;
 static int64_t blinks, rejected;
 static int64_t ack;
+/* The members of an actuation; co2 in tenths of a ppm. */
+static su_jkey keys[] = {SU_JKEY("cmd", -1), SU_JKEY("room", -1),
+                         SU_JKEY("co2", 1)};
 
 /* Reads a kv counter stored as decimal text (0 when absent). */
 static int64_t kv_counter(const char *key)
@@ -33,14 +36,12 @@ static int64_t kv_counter(const char *key)
 static void kv_put_counter(const char *key, int64_t v)
 {
     char buf[24];
-    su_buf b;
-    su_init(&b, buf, sizeof buf);
-    su_put_int(&b, v);
-    if_kv_set(key, buf, b.len);
+    if_kv_set(key, buf, (size_t)(su_w_i64(buf, v) - buf));
 }
 
 int stage_init(const char *config, size_t len)
 {
+    su_jkeys_prepare(keys, 3);
     int n = if_meta_str(IF_META_INSTANCE, room, sizeof room);
     if (n < 0)
         su_copy(room, sizeof room, "led", 3);
@@ -65,12 +66,10 @@ static int reject(const char *why)
 
 int stage_actuation(const uint8_t *msg, size_t len)
 {
-    static const char *const keys[] = {"cmd", "room", "co2"};
     su_jval v[3];
-    int64_t co2 = -1;
     char co2txt[32];
 
-    if (su_json_get((const char *)msg, len, keys, 3, v) < 0 ||
+    if (su_json_read((const char *)msg, len, keys, 3, v) < 0 ||
         v[0].kind != SU_J_STRING)
         return reject("not a JSON command");
     if (v[1].kind == SU_J_STRING && !su_eq(v[1].p, v[1].n, room))
@@ -84,28 +83,22 @@ int stage_actuation(const uint8_t *msg, size_t len)
 
     blinks++;
     kv_put_counter("blinks", blinks);
-    if (v[2].kind == SU_J_NUMBER &&
-        su_parse_fixed(v[2].p, v[2].n, 1, &co2) == v[2].n) {
-        su_buf b;
-        su_init(&b, co2txt, sizeof co2txt - 1);
-        su_put_fixed(&b, co2, 1);
-        co2txt[b.len] = '\0';
+    if (v[2].kind == SU_J_NUMBER && v[2].num_ok) {
+        *su_w_fixed(co2txt, v[2].num, 1) = '\0';
         if_log(IF_LOG_INFO, "%s: LED blinking (open the window: co2 %s ppm)",
                room, co2txt);
     } else {
         if_log(IF_LOG_INFO, "%s: LED blinking (open the window)", room);
     }
     if (ack) {
-        char out[96];
-        su_buf b;
-        su_init(&b, out, sizeof out);
-        su_put(&b, "{\"room\":");
-        su_put_jstr(&b, room, room_len);
-        su_put(&b, ",\"led\":\"blink\",\"blinks\":");
-        su_put_int(&b, blinks);
-        su_putc(&b, '}');
-        if (!b.overflow)
-            if_emit(out, b.len);
+        /* Worst case 2 + 6 * 31 + 43 bytes. */
+        char out[256], *w = out;
+        w = SU_W_LIT(w, "{\"room\":");
+        w = su_w_jstr(w, room, room_len);
+        w = SU_W_LIT(w, ",\"led\":\"blink\",\"blinks\":");
+        w = su_w_i64(w, blinks);
+        *w++ = '}';
+        if_emit(out, (size_t)(w - out));
     }
     return 0;
 }
