@@ -45,6 +45,8 @@ int cli_cmd_build(int argc, char **argv);
 void cli_cmd_build_help(FILE *out);
 int cli_cmd_ca(int argc, char **argv);
 void cli_cmd_ca_help(FILE *out);
+int cli_cmd_node(int argc, char **argv);
+void cli_cmd_node_help(FILE *out);
 
 /* Prints "isoflow: <message>\n" to stderr. */
 void cli_errf(const char *fmt, ...)

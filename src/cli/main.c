@@ -22,6 +22,8 @@ static const cli_command commands[] = {
      cli_cmd_build, cli_cmd_build_help},
     {"run", "run a .flow file: every layer in this process", cli_cmd_run,
      cli_cmd_run_help},
+    {"node", "run one node of a flow, linked to the others over mutual TLS",
+     cli_cmd_node, cli_cmd_node_help},
     {"stages", "list the stage kinds (builtins) and their documentation",
      cli_cmd_stages, cli_cmd_stages_help},
     {"ca", "create a certificate authority, issue node certificates",

@@ -105,6 +105,13 @@ typedef struct fl_run_opts {
     uint32_t max_restarts;     /* restart intensity: at most this many ... */
     uint32_t restart_window_ms;/* ... restarts within this window (default 5 in 10000 ms) */
     double time_scale;         /* >1 runs source schedules faster (tests, benchmarks); default 1 */
+    /* Node mode (docs/NODES.md): run only the part of the flow placed on
+     * node `node` (a declared node or a device name) and link it to the
+     * other nodes.  NULL: the whole flow in this process. */
+    const char *node;          /* borrowed; NULL: no node mode */
+    const char *certs;         /* directory with ca.crt, NODE.crt, NODE.key */
+    int insecure;              /* 1: plaintext links (certs ignored) */
+    const char *state_dir;     /* spools and watermarks under STATE/NODE/ (default "state") */
 } fl_run_opts;
 
 FL_API void fl_run_opts_default(fl_run_opts *o /* OUT */);
@@ -151,6 +158,14 @@ typedef struct fl_run_stats {
     double e2e_p50_us, e2e_p99_us; /* source emit -> final stage done */
 } fl_run_stats;
 FL_API void fl_runtime_totals(fl_runtime *rt, fl_run_stats *out /* OUT */);
+
+/* Node mode: links up, messages taken from links, messages handed to
+ * links, records waiting in the spools (all 0 outside node mode). */
+typedef struct fl_node_stats {
+    uint32_t links_up;
+    uint64_t msgs_in, msgs_out, spooled;
+} fl_node_stats;
+FL_API void fl_runtime_node_stats(fl_runtime *rt, fl_node_stats *out /* OUT */);
 
 #ifdef __cplusplus
 }

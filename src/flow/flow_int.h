@@ -53,8 +53,26 @@ typedef struct fl__group {
                             plain name when count == 1 */
     uint32_t count;      /* number of nodes in the group */
     uint32_t first_device; /* global index of its first device (devices only) */
+    char *connect;       /* devices: node every device of the group connects
+                            to (`connect NODE`), or NULL */
+    int32_t connect_idx; /* resolved index in nodes, or -1 */
+    fl__pos connect_pos; /* the name after `connect` */
     fl__pos pos;
 } fl__group;
+
+/* A declared node (`node NAME @edge|@cloud [listen "HOST:PORT"] [connect
+ * NODE]`): one process running the stages of its layer.  Every device of a
+ * device group is a node of its own (named after the device). */
+typedef struct fl__node {
+    char *name;
+    uint8_t layer;       /* FL__LAYER_EDGE or FL__LAYER_CLOUD */
+    char *listen;        /* "host:port" it accepts the layer below on, or NULL */
+    fl__pos listen_pos;
+    char *connect;       /* node it connects to (the next layer), or NULL */
+    int32_t connect_idx; /* resolved index in nodes, or -1 */
+    fl__pos connect_pos;
+    fl__pos pos;
+} fl__node;
 
 /* A declared stage. */
 typedef struct fl__stage {
@@ -74,6 +92,8 @@ typedef struct fl__stage {
     uint32_t ninstances; /* resolved: devices it runs on, or 1 */
     uint32_t first_device; /* device stages: global index of its first device */
     unsigned need_caps;  /* IF_CAP_* the stage's role needs (checked) */
+    uint8_t node_mode;   /* the flow declares nodes: a jsonl sink skips a
+                            message whose (origin, seq) it already wrote */
     fl__pos pos;
 } fl__stage;
 
@@ -119,6 +139,8 @@ struct fl_graph {
     fl__flow *flows;
     uint32_t ndevices;   /* total devices over all device groups */
     char **device_names; /* ndevices names; origin id = index */
+    uint32_t nnodes;     /* declared nodes (0: everything runs in one process) */
+    fl__node *nodes;
 };
 
 /* Recomputes device indices and stage instance counts after a change of

@@ -269,7 +269,14 @@ void fl_graph_free(fl_graph *g)
     for (i = 0; i < g->ngroups; i++) {
         free(g->groups[i].name);
         free(g->groups[i].pattern);
+        free(g->groups[i].connect);
     }
+    for (i = 0; i < g->nnodes; i++) {
+        free(g->nodes[i].name);
+        free(g->nodes[i].listen);
+        free(g->nodes[i].connect);
+    }
+    free(g->nodes);
     for (i = 0; i < g->nstages; i++) {
         free(g->stages[i].name);
         free(g->stages[i].kind);
@@ -486,6 +493,17 @@ void fl_graph_print(const fl_graph *g, FILE *out)
             else
                 fprintf(out, " (%s .. %s)", a, b);
         }
+        if (gr->connect)
+            fprintf(out, ", connect %s", gr->connect);
+        fputc('\n', out);
+    }
+    for (i = 0; i < g->nnodes; i++) {
+        const fl__node *n = &g->nodes[i];
+        fprintf(out, "node %s: %s layer", n->name, layer_names[n->layer]);
+        if (n->listen)
+            fprintf(out, ", listen %s", n->listen);
+        if (n->connect)
+            fprintf(out, ", connect %s", n->connect);
         fputc('\n', out);
     }
     print_section(g, "device layer", FL__LAYER_DEVICE, -2, out);

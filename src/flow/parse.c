@@ -107,7 +107,7 @@ typedef struct parser {
     fl__pos *epos;       /* per edge: the position of its `to` ref */
     uint32_t *stage_hash;/* open addressing: stage index + 1, 0 empty */
     uint32_t hash_cap;
-    uint32_t stages_cap, groups_cap, flows_cap, sources_cap;
+    uint32_t stages_cap, groups_cap, flows_cap, sources_cap, nodes_cap;
 } parser;
 
 /* ------------------------------------------------------------------------ */
@@ -734,10 +734,11 @@ static int parse_group(parser *P, int is_devices)
     uint8_t layer = FL__LAYER_DEVICE;
     uint64_t count = 1;
     int has_pat = 0;
-    char *pat = NULL, *name;
+    char *pat = NULL, *name, *conn = NULL;
     int prev;
 
     memset(&gr, 0, sizeof gr);
+    gr.connect_idx = -1;
     lex(P);
     name = take_name(P, "a group name", &pos);
     if (name == NULL)
@@ -789,9 +790,17 @@ static int parse_group(parser *P, int is_devices)
         if (take_uint(P, "node count", 1, MAX_DEVICES, &count) != 0)
             goto fail;
     }
-    if (end_of_decl(P, has_pat || count > 1 ? "end of line"
-                                            : "a name pattern (a string), "
-                                              "\"x COUNT\" or end of line"))
+    if (layer == FL__LAYER_DEVICE && tok_is(P, "connect")) {
+        lex(P);
+        conn = take_name(P, "a node name", &gr.connect_pos);
+        if (conn == NULL)
+            goto fail;
+    }
+    if (end_of_decl(P, conn != NULL ? "end of line"
+                       : has_pat || count > 1
+                           ? "\"connect NODE\" or end of line"
+                           : "a name pattern (a string), \"x COUNT\", "
+                             "\"connect NODE\" or end of line"))
         goto fail;
     if (!has_pat) {
         size_t n = strlen(name) + 4;
@@ -816,12 +825,122 @@ static int parse_group(parser *P, int is_devices)
     gr.layer = layer;
     gr.pattern = pat;
     gr.count = (uint32_t)count;
+    gr.connect = conn;
     gr.pos = pos;
     g->groups[g->ngroups++] = gr;
     return 0;
 fail:
     free(name);
     free(pat);
+    free(conn);
+    return -1;
+}
+
+#define MAX_NODES 256u
+#define MAX_ADDR 255u
+
+static int find_node(const fl_graph *g, const char *name)
+{
+    for (uint32_t i = 0; i < g->nnodes; i++)
+        if (strcmp(g->nodes[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* `node NAME @edge|@cloud [listen "HOST:PORT"] [connect NODE]`: a node
+ * process of the edge or cloud layer, where it listens for the layer below
+ * and which node of the layer above it connects to (checked after the whole
+ * file).  Returns 0 or -1 after reporting. */
+static int parse_node(parser *P)
+{
+    fl_graph *g = P->g;
+    fl__node nd;
+    fl__pos pos;
+    char *name;
+    int prev;
+
+    memset(&nd, 0, sizeof nd);
+    nd.connect_idx = -1;
+    lex(P);
+    name = take_name(P, "a node name", &pos);
+    if (name == NULL)
+        return -1;
+    nd.name = name;
+    nd.pos = pos;
+    prev = find_node(g, name);
+    if (prev >= 0) {
+        perr(P, FL_CHECK, pos, "a name not used by another node",
+             "duplicate node \"%s\" (first declared at %u:%u)", name,
+             g->nodes[prev].pos.line, g->nodes[prev].pos.col);
+        goto fail;
+    }
+    if (P->tk.t != T_AT) {
+        unexpected(P, "\"@edge\" or \"@cloud\"");
+        goto fail;
+    }
+    lex(P);
+    if (tok_is(P, "edge"))
+        nd.layer = FL__LAYER_EDGE;
+    else if (tok_is(P, "cloud"))
+        nd.layer = FL__LAYER_CLOUD;
+    else {
+        unexpected(P, "a layer: edge or cloud (device nodes are declared "
+                      "with \"devices ... connect NODE\")");
+        goto fail;
+    }
+    lex(P);
+    for (;;) {
+        if (tok_is(P, "listen") && nd.listen == NULL) {
+            lex(P);
+            if (P->tk.t != T_STR) {
+                unexpected(P, "an address \"HOST:PORT\"");
+                goto fail;
+            }
+            nd.listen_pos = P->tk.pos;
+            if (P->tk.len - 2 > MAX_ADDR) {
+                perr(P, FL_SYNTAX, P->tk.pos, "at most 255 bytes",
+                     "address too long");
+                goto fail;
+            }
+            nd.listen = take_string(P);
+            if (nd.listen == NULL)
+                goto fail;
+            const char *colon = strrchr(nd.listen, ':');
+            if (colon == NULL || colon == nd.listen || colon[1] == '\0' ||
+                strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+                strlen(colon + 1) > 5 || strtoul(colon + 1, NULL, 10) > 65535) {
+                perr(P, FL_SYNTAX, nd.listen_pos, "\"HOST:PORT\"",
+                     "invalid address \"%s\"", nd.listen);
+                goto fail;
+            }
+        } else if (tok_is(P, "connect") && nd.connect == NULL) {
+            lex(P);
+            nd.connect = take_name(P, "a node name", &nd.connect_pos);
+            if (nd.connect == NULL)
+                goto fail;
+        } else {
+            break;
+        }
+    }
+    if (end_of_decl(P, nd.listen == NULL && nd.connect == NULL
+                           ? "\"listen \"HOST:PORT\"\" or \"connect NODE\""
+                       : nd.listen == NULL ? "\"listen \"HOST:PORT\"\" or end of line"
+                       : nd.connect == NULL ? "\"connect NODE\" or end of line"
+                                            : "end of line"))
+        goto fail;
+    if (g->nnodes >= MAX_NODES) {
+        perr(P, FL_SYNTAX, pos, "at most 256 nodes", "too many nodes");
+        goto fail;
+    }
+    if (grow(P, (void **)&g->nodes, &P->nodes_cap, g->nnodes,
+             sizeof *g->nodes) != 0)
+        goto fail;
+    g->nodes[g->nnodes++] = nd;
+    return 0;
+fail:
+    free(nd.name);
+    free(nd.listen);
+    free(nd.connect);
     return -1;
 }
 
@@ -1451,9 +1570,11 @@ static int parse_text(parser *P)
             rc = parse_stage(P);
         else if (tok_is(P, "flow"))
             rc = parse_flow(P);
+        else if (tok_is(P, "node"))
+            rc = parse_node(P);
         else
-            rc = unexpected(P, "a declaration: devices, group, stage or "
-                               "flow");
+            rc = unexpected(P, "a declaration: devices, group, node, stage "
+                               "or flow");
         if (rc != 0)
             return -1;
     }
@@ -1545,6 +1666,108 @@ static int resolve_devices(parser *P)
          "device name \"%s\" of group \"%s\" is also in group \"%s\"",
          g->device_names[b], g->groups[gb].name, g->groups[ga].name);
     return -1;
+}
+
+/* Nodes: `connect` names a declared node of the next layer up, listen
+ * addresses are unique, a node that is connected to listens, and when any
+ * node is declared every layer with stages has a node (devices: their group
+ * connects somewhere).  Returns 0 or -1 after reporting. */
+static int resolve_nodes(parser *P)
+{
+    fl_graph *g = P->g;
+    int has_dev_nodes = 0;
+    for (uint32_t i = 0; i < g->ngroups; i++)
+        has_dev_nodes |= g->groups[i].connect != NULL;
+    if (g->nnodes == 0 && !has_dev_nodes)
+        return 0;
+    for (uint32_t i = 0; i < g->nnodes; i++) {
+        fl__node *n = &g->nodes[i];
+        for (uint32_t k = 0; k < i && n->listen; k++)
+            if (g->nodes[k].listen && strcmp(g->nodes[k].listen, n->listen) == 0) {
+                perr(P, FL_CHECK, n->listen_pos, "an address no other node listens on",
+                     "duplicate address \"%s\" of node \"%s\" (node \"%s\" "
+                     "listens there)", n->listen, n->name, g->nodes[k].name);
+                return -1;
+            }
+        if (n->connect == NULL)
+            continue;
+        int c = find_node(g, n->connect);
+        if (c < 0) {
+            perr(P, FL_CHECK, n->connect_pos, "a declared node",
+                 "unknown node \"%s\" in connect of node \"%s\"", n->connect,
+                 n->name);
+            return -1;
+        }
+        if (g->nodes[c].layer != n->layer + 1) {
+            perr(P, FL_CHECK, n->connect_pos, "a node of the next layer up",
+                 "node \"%s\" (%s) cannot connect to node \"%s\" (%s)",
+                 n->name, layer_names[n->layer], n->connect,
+                 layer_names[g->nodes[c].layer]);
+            return -1;
+        }
+        n->connect_idx = c;
+    }
+    for (uint32_t i = 0; i < g->ngroups; i++) {
+        fl__group *gr = &g->groups[i];
+        if (gr->connect == NULL)
+            continue;
+        int c = find_node(g, gr->connect);
+        if (c < 0) {
+            perr(P, FL_CHECK, gr->connect_pos, "a declared node",
+                 "unknown node \"%s\" in connect of devices \"%s\"",
+                 gr->connect, gr->name);
+            return -1;
+        }
+        if (g->nodes[c].layer != FL__LAYER_EDGE &&
+            g->nodes[c].layer != FL__LAYER_CLOUD) {
+            perr(P, FL_CHECK, gr->connect_pos, "an edge or cloud node",
+                 "devices \"%s\" cannot connect to node \"%s\"", gr->name,
+                 gr->connect);
+            return -1;
+        }
+        gr->connect_idx = c;
+    }
+    for (uint32_t i = 0; i < g->nnodes; i++) {
+        fl__node *n = &g->nodes[i];
+        int wanted = 0;
+        for (uint32_t k = 0; k < g->nnodes; k++)
+            wanted |= g->nodes[k].connect_idx == (int32_t)i;
+        for (uint32_t k = 0; k < g->ngroups; k++)
+            wanted |= g->groups[k].connect_idx == (int32_t)i;
+        if (wanted && n->listen == NULL) {
+            perr(P, FL_CHECK, n->pos, "\"listen \"HOST:PORT\"\"",
+                 "node \"%s\" is connected to but does not listen", n->name);
+            return -1;
+        }
+    }
+    for (uint32_t i = 0; i < g->nstages; i++) {
+        fl__stage *s = &g->stages[i];
+        int found = 0;
+        s->node_mode = 1;
+        if (s->layer == FL__LAYER_DEVICE) {
+            for (uint32_t k = 0; k < g->ngroups; k++)
+                if (g->groups[k].layer == FL__LAYER_DEVICE &&
+                    (s->group < 0 || (uint32_t)s->group == k) &&
+                    g->groups[k].connect == NULL) {
+                    perr(P, FL_CHECK, g->groups[k].pos,
+                         "\"connect NODE\" on the devices declaration",
+                         "devices \"%s\" run stage \"%s\" but connect to no "
+                         "node", g->groups[k].name, s->name);
+                    return -1;
+                }
+            continue;
+        }
+        for (uint32_t k = 0; k < g->nnodes; k++)
+            found |= g->nodes[k].layer == s->layer;
+        if (!found) {
+            perr(P, FL_CHECK, P->saux[i].place_pos,
+                 "a \"node NAME @LAYER ...\" declaration for this layer",
+                 "stage \"%s\" is on the %s layer, which has no node",
+                 s->name, layer_names[s->layer]);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* A stage placed @device needs at least one device group. */
@@ -1940,7 +2163,8 @@ fl_status fl_graph_parse(const char *name, const char *text, size_t len,
     if (check_lines(&P) != 0 || parse_text(&P) != 0)
         goto done;
     if (resolve_placements(&P) != 0 || resolve_devices(&P) != 0 ||
-        check_devices(&P) != 0 || resolve_actuators(&P) != 0 ||
+        check_devices(&P) != 0 || resolve_nodes(&P) != 0 ||
+        resolve_actuators(&P) != 0 ||
         resolve_flows(&P) != 0 || build_edges(&P) != 0 ||
         check_cycles(&P) != 0)
         goto done;

@@ -73,6 +73,8 @@ typedef struct fl__msg {
     uint64_t seq;               /* per-origin sequence number */
     int64_t ts;                 /* wall clock at production, ns */
     uint64_t t_in;              /* monotonic clock at source emit, ns */
+    struct fl__tok *tok;        /* node mode: the ingress message it derives
+                                   from (one live count held), or NULL */
     char topic[FL__MAX_TOPIC + 1];
     uint32_t len;               /* payload bytes */
     uint8_t data[];             /* payload (class capacity) */
@@ -171,6 +173,74 @@ int fl__kv_set(fl__kv *kv, const char *key, size_t klen, const void *val,
                size_t vlen);
 int fl__kv_del(fl__kv *kv, const char *key, size_t klen);
 void fl__kv_fini(fl__kv *kv);
+
+/* ------------------------------------------------------------------------ */
+/* Node mode (rt_net.c, docs/NODES.md): remote edges and ingress tokens.    */
+
+/* An ingress token: one per message taken over from a link.  `live` counts
+ * the messages alive on this node that derive from it (the injected one
+ * included); when it drops to 0 the message and everything it caused are
+ * done here (processed, or appended to the next link's spool), and the
+ * link's ack watermark may pass its seq.  Owned by rt_net.c. */
+typedef struct fl__tok {
+    _Atomic uint32_t live;
+    uint64_t seq;               /* link sequence number */
+    uint64_t act_seq;           /* device nodes: origin seq of a final
+                                   actuation, else 0 */
+    struct fl__tok *next;       /* FIFO of its link, in seq order */
+} fl__tok;
+
+/* A message as it crosses a link (fields borrowed). */
+typedef struct fl__wire {
+    uint32_t origin;            /* device index or FL__NO_ORIGIN */
+    uint64_t seq;               /* per-origin seq */
+    int64_t ts;
+    uint16_t stage;             /* destination stage index */
+    uint8_t kind;               /* FL__MSG_* */
+    int32_t src;                /* graph source index, or -1 */
+    const char *topic;
+    uint8_t topic_len;
+    const uint8_t *data;
+    uint32_t len;
+} fl__wire;
+
+typedef struct fl__net fl__net;
+
+/* Creates the network side of node `o->node` for runtime rt (links,
+ * spools, state files; nothing runs yet).  FL_ARG/FL_IO with err on bad
+ * names, certificates or state.  Caller frees with fl__net_free. */
+fl_status fl__net_new(fl_runtime *rt, const fl_graph *g, const fl_run_opts *o,
+                      fl__net **out, char *err, size_t errlen);
+/* Starts the listener, the outgoing link and the pump thread. */
+fl_status fl__net_start(fl__net *n, char *err, size_t errlen);
+/* Takes no more messages from the links (before the runtime drains). */
+void fl__net_pause(fl__net *n);
+/* Stops: final acks, spools synced, BYE on every link, threads joined. */
+void fl__net_stop(fl__net *n);
+void fl__net_free(fl__net *n);
+/* Hands one message for remote stage w->stage to its link's spool (any
+ * worker thread).  Returns 0 (spooled), 1 (spool full: retry later) or -1
+ * (no route: drop). */
+int fl__net_send(fl__net *n, const fl__wire *w);
+/* Drops one live count of a token (any thread). */
+static inline void fl__tok_put(fl__tok *t)
+{
+    atomic_fetch_sub_explicit(&t->live, 1, memory_order_acq_rel);
+}
+/* Links up, messages in/out, for the status line. */
+void fl__net_counts(fl__net *n, uint32_t *links_up, uint64_t *msgs_in,
+                    uint64_t *msgs_out, uint64_t *spooled);
+
+/* The runtime side, for rt_net.c's pump thread (the only caller):
+ * pushes a message from a link into the destination instance's input queue
+ * (data) or actuation queue; it holds one live count of tok.  Returns 0
+ * (queued), 1 (queue full: retry later) or -1 (no such local instance:
+ * dropped). */
+int fl__rt_inject(fl_runtime *rt, const fl__wire *w, fl__tok *tok);
+/* Device nodes: the per-origin seq counter of device d (for persistence). */
+_Atomic uint64_t *fl__rt_dev_seq(fl_runtime *rt, uint32_t d);
+/* The node's local device index, or -1 (edge/cloud nodes). */
+int32_t fl__rt_node_device(const fl_runtime *rt);
 
 /* ------------------------------------------------------------------------ */
 /* Hooks for the runtime tests.                                             */

@@ -110,6 +110,8 @@ struct rt_stage {
     int32_t source;       /* source index when this stage is one, else -1 */
     int32_t *hop;         /* per source: upstream stage toward it, HOP_* */
     const char *layer;
+    bool remote;          /* node mode: placed on another node (no instances) */
+    int32_t only_dev;     /* device node: the one device it runs for, or -1 */
     pthread_mutex_t mu;   /* restart bookkeeping */
     uint64_t *restart_ts; /* ring of the last restart times */
     uint32_t restart_k, restart_n;
@@ -150,7 +152,8 @@ struct fl_runtime {
     char *dead_letter;
     uint32_t nworkers;
     rt_worker *workers;
-    fl__pool *pools;      /* nworkers * FL__NCLASSES */
+    fl__pool *pools;      /* (nworkers + 1) * FL__NCLASSES; the last set
+                             belongs to rt_net.c's pump thread */
     rt_stage *stages;
     uint32_t nstages;
     rt_inst **all;
@@ -163,6 +166,9 @@ struct fl_runtime {
     pthread_mutex_t stats_mu;
     uint64_t rate_t;
     uint64_t t0;
+    fl__net *net;         /* node mode: the links, else NULL */
+    int32_t node_dev;     /* device node: its device index, else -1 */
+    int node_layer;       /* node mode: the node's fl__layer, else -1 */
 };
 
 static const fl__stage_ops *(*ops_lookup)(const char *kind);
@@ -305,6 +311,10 @@ static void msg_release(fl_runtime *rt, rt_worker *self, fl__msg *m)
     if (atomic_load_explicit(&m->refs, memory_order_acquire) != 1 &&
         atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
         return;
+    if (m->tok) { /* node mode: one descendant of an ingress message less */
+        fl__tok_put(m->tok);
+        m->tok = NULL;
+    }
     if (self)
         fl__msg_recycle_batched(rt->pools, self->rb, (int32_t)self->id, m);
     else
@@ -343,6 +353,10 @@ static inline uint64_t clock_tick(rt_worker *w)
  * the origin when a non-device stage has several).  NULL: no such device. */
 static rt_inst *route(rt_stage *t, uint32_t origin)
 {
+    if (t->ninst == 0)
+        return NULL;
+    if (t->only_dev >= 0)
+        return origin == (uint32_t)t->only_dev ? &t->insts[0] : NULL;
     if (t->ninst == 1)
         return &t->insts[0];
     if (t->device) {
@@ -607,6 +621,37 @@ static void turn_end(rt_worker *w)
     wake_flush(w);
 }
 
+/* Node mode: hands m to the link toward the node of remote stage `stage`
+ * (rt_net.c).  Returns 0 (spooled), 1 (spool full: retry) or -1 (no
+ * route). */
+static int net_send(fl_runtime *rt, const fl__msg *m, uint32_t stage,
+                    uint8_t kind)
+{
+    fl__wire w;
+    if (!rt->net || stage > UINT16_MAX)
+        return -1;
+    w.origin = m->origin;
+    w.seq = m->seq;
+    w.ts = m->ts;
+    w.stage = (uint16_t)stage;
+    w.kind = kind;
+    w.src = m->src;
+    w.topic = m->topic;
+    w.topic_len = m->topic_len;
+    w.data = m->data;
+    w.len = m->len;
+    return fl__net_send(rt->net, &w);
+}
+
+/* A new message derived from `parent` (may be NULL) carries its ingress
+ * token, holding one more live count. */
+static inline void tok_inherit(fl__msg *m, const fl__msg *parent)
+{
+    m->tok = parent ? parent->tok : NULL;
+    if (m->tok)
+        atomic_fetch_add_explicit(&m->tok->live, 1, memory_order_relaxed);
+}
+
 /* Appends m (refs already set to the number of destinations) to the
  * outbox; false when the outbox cannot grow. */
 static bool out_append(rt_inst *in, fl__msg *m)
@@ -643,7 +688,21 @@ static bool out_flush(rt_inst *in, bool drops)
         rt_out *e = &in->out[in->outpos];
         fl__msg *m = e->m;
         while (e->next < st->ndown) {
-            rt_inst *d = route(&rt->stages[st->down[e->next]], m->origin);
+            rt_stage *t = &rt->stages[st->down[e->next]];
+            if (t->remote) {
+                int r = net_send(rt, m, t->index, FL__MSG_DATA);
+                if (r > 0) {
+                    atomic_store_explicit(&in->busy, 1, memory_order_relaxed);
+                    return false;
+                }
+                if (r < 0)
+                    cnt_add(&stat_of(in)->dropped, 1);
+                credit_settle(rt, in->w, m);
+                msg_release(rt, in->w, m);
+                e->next++;
+                continue;
+            }
+            rt_inst *d = route(t, m->origin);
             if (d && fl__ring_push(&d->inq, m)) {
                 wake(in->w, d->w);
                 e->next++;
@@ -746,6 +805,7 @@ static int api_emit(void *ctx, const char *topic, size_t topic_len,
         cnt_add(&sc->dropped, 1);
         return IF_EFULL;
     }
+    tok_inherit(m, in->phase == PH_PROCESS ? in->cur : NULL);
     if (len)
         memcpy(m->data, data, len);
     m->len = (uint32_t)len;
@@ -828,6 +888,30 @@ static int route_act(rt_inst *in, uint32_t origin, int32_t src,
         target = &rt->stages[h];
         kind = FL__MSG_ACT;
     }
+    if (target->remote) {
+        fl__wire w;
+        int r;
+        memset(&w, 0, sizeof w);
+        w.origin = origin;
+        w.seq = in->cur ? in->cur->seq : 0;
+        w.ts = real_ns();
+        w.stage = (uint16_t)target->index;
+        w.kind = kind;
+        w.src = src;
+        w.topic = in->cur ? in->cur->topic : "";
+        w.topic_len = in->cur ? in->cur->topic_len : 0;
+        w.data = data;
+        w.len = (uint32_t)len;
+        r = rt->net && target->index <= UINT16_MAX ? fl__net_send(rt->net, &w)
+                                                   : -1;
+        if (r < 0)
+            goto noroute;
+        if (r > 0) {
+            cnt_add(&stat_of(in)->dropped, 1);
+            return IF_EFULL;
+        }
+        return IF_OK;
+    }
     d = route(target, origin);
     if (!d || !d->actq.cells)
         goto noroute;
@@ -837,6 +921,7 @@ static int route_act(rt_inst *in, uint32_t origin, int32_t src,
         cnt_add(&stat_of(in)->dropped, 1);
         return IF_EFULL;
     }
+    tok_inherit(m, in->cur);
     if (len)
         memcpy(m->data, data, len);
     m->len = (uint32_t)len;
@@ -1337,7 +1422,7 @@ static void *worker_main(void *arg)
             turn_end(w);
         }
         fl__rbatch_flush(rt->pools, w->rb,
-                         (size_t)rt->nworkers * FL__NCLASSES);
+                         (size_t)(rt->nworkers + 1) * FL__NCLASSES);
         if (n) {
             atomic_fetch_add_explicit(&w->activity, 1, memory_order_relaxed);
             idle_since = 0;
@@ -1448,7 +1533,10 @@ static void runtime_destroy(fl_runtime *rt)
         pthread_mutex_destroy(&st->mu);
     }
     free(rt->stages);
-    for (uint32_t i = 0; rt->pools && i < rt->nworkers * FL__NCLASSES; i++)
+    if (rt->net)
+        fl__net_free(rt->net);
+    for (uint32_t i = 0; rt->pools && i < (rt->nworkers + 1) * FL__NCLASSES;
+         i++)
         fl__pool_fini(&rt->pools[i]);
     free(rt->pools);
     for (uint32_t i = 0; rt->workers && i < rt->nworkers; i++) {
@@ -1471,6 +1559,28 @@ static void runtime_destroy(fl_runtime *rt)
     pthread_mutex_destroy(&rt->dl_mu);
     pthread_mutex_destroy(&rt->stats_mu);
     free(rt);
+}
+
+/* Node mode: which node this process is (a declared edge/cloud node or a
+ * device of a group that connects to a node).  FL_ARG with a message when
+ * the name is neither. */
+static fl_status resolve_node(fl_runtime *rt, char *err, size_t errlen)
+{
+    const fl_graph *g = rt->g;
+    for (uint32_t i = 0; i < g->nnodes; i++)
+        if (strcmp(g->nodes[i].name, rt->o.node) == 0) {
+            rt->node_layer = g->nodes[i].layer;
+            return FL_OK;
+        }
+    for (uint32_t d = 0; d < g->ndevices; d++)
+        if (strcmp(g->device_names[d], rt->o.node) == 0) {
+            rt->node_layer = FL__LAYER_DEVICE;
+            rt->node_dev = (int32_t)d;
+            return FL_OK;
+        }
+    errf(err, errlen, "no node or device named \"%s\" in %s", rt->o.node,
+         g->file);
+    return FL_ARG;
 }
 
 /* Sets up stage `i`: ops, downstream list, hops array, restart ring. */
@@ -1503,13 +1613,29 @@ static fl_status stage_setup(fl_runtime *rt, uint32_t i, char *err,
                     : d->layer == FL__LAYER_EDGE ? "edge"
                                                  : "cloud";
     st->ninst = d->ninstances ? d->ninstances : 1;
+    st->only_dev = -1;
+    if (rt->node_layer >= 0) { /* node mode: only this node's stages */
+        if (rt->node_dev >= 0) {
+            if (st->device && (uint32_t)rt->node_dev >= d->first_device &&
+                (uint32_t)rt->node_dev - d->first_device < st->ninst) {
+                st->only_dev = rt->node_dev;
+                st->ninst = 1;
+            } else {
+                st->remote = true;
+            }
+        } else if (st->device || d->layer != (uint8_t)rt->node_layer) {
+            st->remote = true;
+        }
+        if (st->remote)
+            st->ninst = 0;
+    }
     st->down = calloc(g->nedges + 1, sizeof *st->down);
     st->hop = malloc((g->nsources + 1) * sizeof *st->hop);
     st->restart_k = rt->o.max_restarts + 1 > RT_MAX_RESTART_RING
                         ? RT_MAX_RESTART_RING
                         : rt->o.max_restarts + 1;
     st->restart_ts = calloc(st->restart_k, sizeof *st->restart_ts);
-    st->insts = calloc(st->ninst, sizeof *st->insts);
+    st->insts = calloc(st->ninst + 1, sizeof *st->insts);
     if (!st->down || !st->hop || !st->restart_ts || !st->insts) {
         errf(err, errlen, "out of memory");
         return FL_NOMEM;
@@ -1635,10 +1761,20 @@ fl_status fl_runtime_new(const fl_graph *g, const fl_run_opts *opts,
     atomic_init(&rt->stopping, 0);
     atomic_init(&rt->quit, 0);
 
+    rt->node_dev = -1;
+    rt->node_layer = -1;
+    if (rt->o.node) {
+        s = resolve_node(rt, err, errlen);
+        if (s != FL_OK) {
+            runtime_destroy(rt);
+            return s;
+        }
+    }
     rt->nstages = 0; /* stages set up so far (the teardown's bound) */
     rt->stages = calloc(g->nstages + 1, sizeof *rt->stages);
     rt->workers = calloc(rt->nworkers, sizeof *rt->workers);
-    rt->pools = calloc((size_t)rt->nworkers * FL__NCLASSES, sizeof *rt->pools);
+    rt->pools = calloc((size_t)(rt->nworkers + 1) * FL__NCLASSES,
+                       sizeof *rt->pools);
     rt->dev_seq = calloc(g->ndevices + 1, sizeof *rt->dev_seq);
     if (!rt->dead_letter || !rt->stages || !rt->workers || !rt->pools ||
         !rt->dev_seq)
@@ -1654,7 +1790,8 @@ fl_status fl_runtime_new(const fl_graph *g, const fl_run_opts *opts,
         pthread_cond_init(&w->cv, &ca);
         pthread_condattr_destroy(&ca);
         w->stats = calloc(g->nstages + 1, sizeof *w->stats);
-        w->rb = calloc((size_t)rt->nworkers * FL__NCLASSES, sizeof *w->rb);
+        w->rb = calloc((size_t)(rt->nworkers + 1) * FL__NCLASSES,
+                       sizeof *w->rb);
         w->wpend = calloc(rt->nworkers, sizeof *w->wpend);
         w->wlist = calloc(rt->nworkers, sizeof *w->wlist);
         if (!w->stats || !w->rb || !w->wpend || !w->wlist)
@@ -1698,8 +1835,9 @@ fl_status fl_runtime_new(const fl_graph *g, const fl_run_opts *opts,
                 in->idx = k;
                 in->gid = gid;
                 rt->all[gid++] = in;
-                in->device = st->device ? (int32_t)(st->d->first_device + k)
-                                        : -1;
+                in->device = st->only_dev >= 0 ? st->only_dev
+                             : st->device ? (int32_t)(st->d->first_device + k)
+                                          : -1;
                 in->source = -1;
                 in->heap_pos = UINT32_MAX;
                 atomic_init(&in->busy, 0);
@@ -1755,6 +1893,11 @@ fl_status fl_runtime_new(const fl_graph *g, const fl_run_opts *opts,
             goto fail;
         }
     }
+    if (rt->o.node) {
+        s = fl__net_new(rt, g, &rt->o, &rt->net, err, errlen);
+        if (s != FL_OK)
+            goto fail;
+    }
     *out = rt;
     return FL_OK;
 
@@ -1789,6 +1932,10 @@ fl_status fl_runtime_start(fl_runtime *rt)
         heap_push(in->w, in);
     }
     rt->started = true;
+    if (rt->net && fl__net_start(rt->net, NULL, 0) != FL_OK) {
+        rt->joined = true;
+        return FL_IO;
+    }
     for (uint32_t i = 0; i < rt->nworkers; i++) {
         rt_worker *w = &rt->workers[i];
         if (pthread_create(&w->th, NULL, worker_main, w) != 0) {
@@ -1838,6 +1985,8 @@ fl_status fl_runtime_stop(fl_runtime *rt, uint32_t timeout_ms)
     if (!rt->started || rt->joined)
         return FL_OK;
     atomic_store(&rt->stopping, 1);
+    if (rt->net)
+        fl__net_pause(rt->net); /* no more messages taken from the links */
     for (uint32_t i = 0; i < rt->nworkers; i++)
         wake(NULL, &rt->workers[i]);
     uint64_t deadline = mono_ns() + (uint64_t)timeout_ms * 1000000ull;
@@ -1876,6 +2025,8 @@ fl_status fl_runtime_stop(fl_runtime *rt, uint32_t timeout_ms)
         w->running = false;
     }
     rt->joined = true;
+    if (rt->net)
+        fl__net_stop(rt->net); /* final acks, spools synced, BYE */
     return s;
 }
 
@@ -1993,4 +2144,69 @@ uint64_t fl__rt_noroute(fl_runtime *rt, uint32_t stage)
     for (uint32_t k = 0; k < rt->stages[stage].ninst; k++)
         n += cnt_get(&rt->stages[stage].insts[k].noroute);
     return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Node mode: the runtime side of rt_net.c.                                 */
+
+int fl__rt_inject(fl_runtime *rt, const fl__wire *w, fl__tok *tok)
+{
+    rt_stage *t;
+    rt_inst *d;
+    fl__ring *q;
+    fl__msg *m;
+    if (w->stage >= rt->nstages)
+        return -1;
+    t = &rt->stages[w->stage];
+    d = route(t, w->origin);
+    if (!d)
+        return -1;
+    q = w->kind == FL__MSG_DATA ? &d->inq : &d->actq;
+    if (!q->cells)
+        return -1;
+    if (fl__ring_depth(q) >= q->cap)
+        return 1;
+    m = fl__msg_alloc(&rt->pools[(size_t)rt->nworkers * FL__NCLASSES],
+                      (uint16_t)rt->nworkers, w->len);
+    if (!m)
+        return 1;
+    if (w->len)
+        memcpy(m->data, w->data, w->len);
+    m->len = w->len;
+    m->kind = w->kind;
+    m->origin = w->origin;
+    m->src = w->src;
+    m->seq = w->seq;
+    m->ts = w->ts;
+    m->t_in = mono_ns();
+    m->topic_len = w->topic_len > FL__MAX_TOPIC ? FL__MAX_TOPIC : w->topic_len;
+    memcpy(m->topic, w->topic, m->topic_len);
+    m->topic[m->topic_len] = '\0';
+    m->tok = tok;
+    if (tok)
+        atomic_fetch_add_explicit(&tok->live, 1, memory_order_relaxed);
+    if (!fl__ring_push(q, m)) { /* only the pump pushes from links */
+        msg_release(rt, NULL, m);
+        return 1;
+    }
+    wake_now(d->w);
+    return 0;
+}
+
+_Atomic uint64_t *fl__rt_dev_seq(fl_runtime *rt, uint32_t d)
+{
+    return d < rt->g->ndevices ? &rt->dev_seq[d] : NULL;
+}
+
+int32_t fl__rt_node_device(const fl_runtime *rt)
+{
+    return rt->node_dev;
+}
+
+void fl_runtime_node_stats(fl_runtime *rt, fl_node_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (rt && rt->net)
+        fl__net_counts(rt->net, &out->links_up, &out->msgs_in, &out->msgs_out,
+                       &out->spooled);
 }

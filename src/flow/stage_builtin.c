@@ -48,7 +48,17 @@ typedef struct binst {
     char *buf;              /* jsonl: line buffer (owned) */
     size_t blen, bcap;
     int64_t last_flush_ns;
+    struct jseen *written;  /* jsonl in node mode: per origin, the highest
+                               seq written (owned) */
+    uint32_t nwritten, written_cap;
+    uint64_t skipped;       /* jsonl: duplicates not written */
 } binst;
+
+/* jsonl in node mode: the highest seq written for one origin device. */
+typedef struct jseen {
+    char origin[64];
+    uint64_t seq;
+} jseen;
 
 static binst *B(fl__inst *in) { return (binst *)(void *)in; }
 
@@ -320,6 +330,8 @@ static int buf_json_str(binst *b, const uint8_t *s, size_t n)
 
 /* ---- Instances. -------------------------------------------------------- */
 
+static void jsonl_recover(binst *b);
+
 static fl_status b_create(int kind, const fl__stage *d,
                           const if_host_api *api, void *ctx, fl__inst **out,
                           char *err, size_t errlen)
@@ -348,6 +360,8 @@ static fl_status b_create(int kind, const fl__stage *d,
             free(b);
             return FL_IO;
         }
+        if (d->node_mode)
+            jsonl_recover(b);
     }
     *out = (fl__inst *)(void *)b;
     return FL_OK;
@@ -380,6 +394,7 @@ static void b_destroy(fl__inst *in)
         close(b->fd);
     }
     free(b->buf);
+    free(b->written);
     free(b->cfg.path);
     free(b);
 }
@@ -468,12 +483,85 @@ static fl_status log_process(fl__inst *in, const uint8_t *msg, size_t len,
 
 /* ---- jsonl. ------------------------------------------------------------ */
 
+/* The entry of `origin` in b->seen, added (seq 0) when missing; NULL when
+ * out of memory. */
+static jseen *written_get(binst *b, const char *origin)
+{
+    for (uint32_t i = 0; i < b->nwritten; i++)
+        if (strcmp(b->written[i].origin, origin) == 0)
+            return &b->written[i];
+    if (b->nwritten == b->written_cap) {
+        uint32_t nc = b->written_cap ? b->written_cap * 2 : 16;
+        jseen *ns = realloc(b->written, nc * sizeof *ns);
+        if (!ns)
+            return NULL;
+        b->written = ns;
+        b->written_cap = nc;
+    }
+    jseen *e = &b->written[b->nwritten++];
+    snprintf(e->origin, sizeof e->origin, "%s", origin);
+    e->seq = 0;
+    return e;
+}
+
+/* Node mode: recovers, per origin, the highest seq already in the output
+ * file from its last JSONL_TAIL bytes (whole lines only), so that messages
+ * delivered again after a crash-restart are not written twice. */
+#define JSONL_TAIL (4u * 1024u * 1024u)
+static void jsonl_recover(binst *b)
+{
+    off_t end = lseek(b->fd, 0, SEEK_END);
+    off_t from = end > (off_t)JSONL_TAIL ? end - (off_t)JSONL_TAIL : 0;
+    size_t n = (size_t)(end - from);
+    char *buf = n ? malloc(n + 1) : NULL;
+    if (!buf)
+        return;
+    ssize_t r = pread(b->fd, buf, n, from);
+    if (r > 0) {
+        buf[r] = '\0';
+        char *line = buf;
+        if (from > 0) { /* skip the partial first line */
+            char *nl = strchr(buf, '\n');
+            line = nl ? nl + 1 : buf + r;
+        }
+        while (*line) {
+            char *nl = strchr(line, '\n');
+            if (!nl)
+                break; /* a torn last line is ignored */
+            *nl = '\0';
+            cJSON *j = cJSON_Parse(line);
+            const cJSON *o = j ? cJSON_GetObjectItem(j, "origin") : NULL;
+            const cJSON *q = j ? cJSON_GetObjectItem(j, "seq") : NULL;
+            if (cJSON_IsString(o) && cJSON_IsNumber(q) && q->valuedouble > 0) {
+                jseen *e = written_get(b, o->valuestring);
+                if (e && (uint64_t)q->valuedouble > e->seq)
+                    e->seq = (uint64_t)q->valuedouble;
+            }
+            cJSON_Delete(j);
+            line = nl + 1;
+        }
+    }
+    free(buf);
+}
+
 static fl_status jsonl_process(fl__inst *in, const uint8_t *msg, size_t len,
                                char *err, size_t errlen)
 {
     binst *b = B(in);
     char origin[64], topic[64], num[64];
     size_t mark = b->blen;
+    if (b->d->node_mode &&
+        b->api->meta_str(b->ctx, IF_META_ORIGIN_NAME, origin,
+                         sizeof origin) > 0) {
+        uint64_t q = (uint64_t)b->api->meta(b->ctx, IF_META_SEQ);
+        jseen *e = written_get(b, origin);
+        if (e && q <= e->seq) {
+            b->skipped++;
+            return forward(b, msg, len, err, errlen);
+        }
+        if (e)
+            e->seq = q;
+    }
     int bad = buf_str(b, "{\"origin\":");
     if (b->api->meta_str(b->ctx, IF_META_ORIGIN_NAME, origin,
                          sizeof origin) >= 0 && origin[0])

@@ -334,7 +334,7 @@ static const bad_case bad[] = {
     {"stag a @edge log\n", FL_SYNTAX,
      E(1, 1) "unexpected \"stag\"\n"
      "  stag a @edge log\n"
-     "  ^~~~ expected a declaration: devices, group, stage or flow"},
+     "  ^~~~ expected a declaration: devices, group, node, stage or flow"},
     {"stage a @edge log every 1s\nflow f: push(a) ~> clen\n", FL_CHECK,
      E(2, 20) "unknown stage \"clen\" in flow \"f\"\n"
      "  flow f: push(a) ~> clen\n"
@@ -560,6 +560,97 @@ static void test_bad_flows(void **state)
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* Nodes: declarations, connections and their checks (docs/NODES.md).      */
+
+static const char nodes_flow[] =
+    "devices rooms \"room-%02d\" x 3 connect edge\n"
+    "node cloud @cloud listen \"127.0.0.1:7400\"\n"
+    "node edge @edge listen \"127.0.0.1:7401\" connect cloud\n"
+    "stage s @rooms wasm \"s.wasm\" every 1s\n"
+    "stage e @edge log\n"
+    "stage c @cloud jsonl \"out/c.jsonl\"\n"
+    "flow f: push(s) <~> e <~> c\n";
+
+static const bad_case bad_nodes[] = {
+    {"devices r x 2 connect edge\nnode edge @edge listen \"h:1\" connect "
+     "nope\n", FL_CHECK,
+     E(2, 38) "unknown node \"nope\" in connect of node \"edge\"\n"
+     "  node edge @edge listen \"h:1\" connect nope\n"
+     "                                       ^~~~ expected a declared node"},
+    {"devices r x 2 connect edg\nnode edge @edge listen \"h:1\"\n", FL_CHECK,
+     E(1, 23) "unknown node \"edg\" in connect of devices \"r\"\n"
+     "  devices r x 2 connect edg\n"
+     "                        ^~~ expected a declared node"},
+    {"node a @cloud listen \"h:1\"\nnode b @edge listen \"h:1\" connect a\n",
+     FL_CHECK,
+     E(2, 21) "duplicate address \"h:1\" of node \"b\" (node \"a\" listens "
+     "there)\n"
+     "  node b @edge listen \"h:1\" connect a\n"
+     "                      ^~~~~ expected an address no other node listens "
+     "on"},
+    {"node e @edge listen \"h:1\"\nstage x @edge log\nstage y @cloud log\n"
+     "flow f: push(x every 1s) ~> y\n", FL_CHECK,
+     E(3, 10) "stage \"y\" is on the cloud layer, which has no node\n"
+     "  stage y @cloud log\n"
+     "           ^~~~~ expected a \"node NAME @LAYER ...\" declaration for "
+     "this layer"},
+    {"devices r x 2\nnode e @edge listen \"h:1\"\nstage s @r wasm \"s.wasm\" "
+     "every 1s\nstage x @edge log\nflow f: push(s) ~> x\n", FL_CHECK,
+     E(1, 9) "devices \"r\" run stage \"s\" but connect to no node\n"
+     "  devices r x 2\n"
+     "          ^ expected \"connect NODE\" on the devices declaration"},
+    {"node e @edge listen \"nohost\"\n", FL_SYNTAX,
+     E(1, 21) "invalid address \"nohost\"\n"
+     "  node e @edge listen \"nohost\"\n"
+     "                      ^~~~~~~~ expected \"HOST:PORT\""},
+    {"node c @cloud listen \"h:1\" connect c\n", FL_CHECK,
+     E(1, 36) "node \"c\" (cloud) cannot connect to node \"c\" (cloud)\n"
+     "  node c @cloud listen \"h:1\" connect c\n"
+     "                                     ^ expected a node of the next "
+     "layer up"},
+    {"node e @device listen \"h:1\"\n", FL_SYNTAX,
+     E(1, 9) "unexpected \"device\"\n"
+     "  node e @device listen \"h:1\"\n"
+     "          ^~~~~~ expected a layer: edge or cloud (device nodes are "
+     "declared with \"devices ... connect NODE\")"},
+};
+
+static void test_nodes(void **state)
+{
+    (void)state;
+    fl_graph *g = parse_ok(nodes_flow);
+    assert_int_equal(g->nnodes, 2);
+    assert_string_equal(g->nodes[0].name, "cloud");
+    assert_int_equal(g->nodes[0].layer, 2);
+    assert_string_equal(g->nodes[0].listen, "127.0.0.1:7400");
+    assert_null(g->nodes[0].connect);
+    assert_int_equal(g->nodes[0].connect_idx, -1);
+    assert_string_equal(g->nodes[1].name, "edge");
+    assert_int_equal(g->nodes[1].connect_idx, 0);
+    assert_int_equal(g->groups[0].connect_idx, 1);
+    assert_string_equal(g->groups[0].connect, "edge");
+    assert_int_equal(g->stages[2].node_mode, 1);
+    fl_graph_free(g);
+    /* Without node declarations nothing changes. */
+    g = parse_ok("stage a @edge log\nstage b @cloud log\n"
+                 "flow f: push(a every 1s) ~> b\n");
+    assert_int_equal(g->nnodes, 0);
+    assert_int_equal(g->stages[0].node_mode, 0);
+    fl_graph_free(g);
+    for (size_t i = 0; i < sizeof bad_nodes / sizeof bad_nodes[0]; i++) {
+        fl_graph *b = (fl_graph *)1;
+        fl_status st = fl_graph_parse("t.flow", bad_nodes[i].text,
+                                      strlen(bad_nodes[i].text), "/base", 0,
+                                      &b, g_err, sizeof g_err);
+        if (st != bad_nodes[i].st || strcmp(g_err, bad_nodes[i].err) != 0)
+            fail_msg("case %zu: status %d (want %d)\ngot:\n%s\nwant:\n%s",
+                     i, (int)st, (int)bad_nodes[i].st, g_err,
+                     bad_nodes[i].err);
+        assert_null(b);
+    }
+}
+
 /* Limits: nesting depth, line length, NUL bytes, number of stages, text
  * size. */
 static void test_limits(void **state)
@@ -721,6 +812,7 @@ int main(void)
         cmocka_unit_test(test_demand_and_dedup),
         cmocka_unit_test(test_set_devices),
         cmocka_unit_test(test_bad_flows),
+        cmocka_unit_test(test_nodes),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_status_msg),

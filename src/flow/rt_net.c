@@ -1,0 +1,1000 @@
+/*
+ * rt_net.c - node mode: links a runtime that runs one node's part of a flow
+ * to the other nodes (net.h): a spool per outgoing link direction, DATA
+ * frames from it, cumulative ACKs that pass a message only once it and all
+ * it caused on this node are done (ingress tokens), duplicates dropped by
+ * link seq, watermarks persisted in the state directory.  docs/NODES.md
+ * describes the protocol, the ack rule and the state files.
+ *
+ * Threads: the link loop's callbacks only record (frames are copied into
+ * the peer's inbox); one pump thread injects inbox messages into the
+ * runtime, advances ack watermarks and sends spooled messages.  Workers
+ * append to spools through fl__net_send.  One mutex (n->mu) guards all the
+ * state below; nt_conn_close is never called with it held.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net.h"
+#include "rt_int.h"
+
+#define NET_WINDOW 4096u      /* records sent but not acknowledged, per link */
+#define NET_FRAME_MSGS 512u   /* messages per DATA frame at most */
+#define NET_PUMP_NS 1000000l  /* pump period when idle (1 ms) */
+#define NET_SEQ_LEASE 4096u   /* device seq numbers reserved ahead on disk */
+#define NET_PREFIX 3u         /* wire payload prefix: kind, src + 1 (u16) */
+#define NET_PATH 1024
+
+typedef struct rxbuf {        /* one DATA frame payload waiting for the pump */
+    struct rxbuf *next;
+    uint32_t len;
+    uint8_t data[];
+} rxbuf;
+
+typedef struct peer {
+    char name[NT_MAX_NAME + 1];
+    int below;                /* 1: it connects to us; 0: we connect to it */
+    nt_conn *conn;            /* current connection (below: accepted one) */
+    int ready;                /* HELLO/WELCOME exchanged on conn */
+    nt_spool *sp;             /* what we send it (opened lazily) */
+    uint64_t sent, acked;     /* highest link seq sent / acknowledged */
+    uint64_t in_seen;         /* highest link seq taken from it */
+    uint64_t in_done;         /* ack watermark (persisted) */
+    uint64_t in_done_sent;    /* last ACK sent */
+    int wmfd;                 /* in-NAME.seq */
+    fl__tok *thead, *ttail;   /* ingress tokens in seq order */
+    rxbuf *rxh, *rxt;         /* inbox */
+    size_t rxoff;             /* next message of rxh */
+} peer;
+
+typedef struct unbound {      /* accepted, no HELLO yet */
+    nt_conn *c;
+    char cn[NT_MAX_NAME + 1]; /* certificate name ("" when plaintext) */
+} unbound;
+
+struct fl__net {
+    fl_runtime *rt;
+    const fl_graph *g;
+    char name[NT_MAX_NAME + 1];
+    int layer;                /* fl__layer of this node */
+    int32_t dev;              /* device node: device index, else -1 */
+    const char *listen;       /* borrowed from the graph */
+    char dir[NET_PATH];       /* STATE/NAME */
+    uint64_t flow_hash;
+    nt_tls *tls;
+    nt_loop *loop;
+    nt_listener *ls;
+    nt_callbacks cb;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t th;
+    int running, quit, paused;
+    peer **peers;
+    uint32_t npeers, cap;
+    peer *down;               /* the node we connect to, or NULL */
+    unbound *ub;
+    uint32_t nub, ubcap;
+    nt_buf enc, out;          /* record encoding (workers), frames (pump) */
+    uint8_t *rec;             /* one record */
+    uint64_t n_in, n_out;
+    uint64_t seq_limit;       /* device node: seq numbers leased on disk */
+    int seqfd;
+    uint64_t act_seen;        /* device node: highest origin seq of an
+                                 actuation taken / fully delivered */
+    uint64_t act_done;
+    int actfd;                /* act.seq */
+    uint64_t logged_drop;
+};
+
+static void nlog(const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+static void nlog(const char *fmt, ...)
+{
+    va_list ap;
+    char line[512];
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "isoflow: node: %s\n", line);
+}
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static void put64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t get32(const uint8_t *p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = v << 8 | p[i]; return v; }
+static uint64_t get64(const uint8_t *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; return v; }
+
+/* FNV-1a 64 of the flow file's bytes (0 when it cannot be read). */
+static uint64_t file_hash(const char *path)
+{
+    uint64_t h = 14695981039346656037ull;
+    unsigned char buf[4096];
+    size_t n;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        for (size_t i = 0; i < n; i++)
+            h = (h ^ buf[i]) * 1099511628211ull;
+    fclose(f);
+    return h;
+}
+
+static int mkdirs(const char *path)
+{
+    char tmp[NET_PATH];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    return mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Reads a u64 written as decimal text; 0 when missing. */
+static uint64_t read_u64(int fd)
+{
+    char buf[32];
+    ssize_t r = pread(fd, buf, sizeof buf - 1, 0);
+    if (r <= 0)
+        return 0;
+    buf[r] = '\0';
+    return strtoull(buf, NULL, 10);
+}
+
+/* Overwrites the file with v as fixed-width decimal (20 digits: the write
+ * never changes the length, so a crash leaves the old or the new value). */
+static void write_u64(int fd, uint64_t v)
+{
+    char buf[24];
+    int k = snprintf(buf, sizeof buf, "%020llu\n", (unsigned long long)v);
+    if (pwrite(fd, buf, (size_t)k, 0) != k)
+        nlog("cannot write a watermark: %s", strerror(errno));
+}
+
+/* The peer called `name`, created (spool and watermark opened) when
+ * missing.  NULL when its state cannot be opened.  Under n->mu. */
+static peer *peer_get(fl__net *n, const char *name, int below)
+{
+    char path[NET_PATH + 128], err[256];
+    nt_spool_opts so;
+    peer *p;
+    for (uint32_t i = 0; i < n->npeers; i++)
+        if (strcmp(n->peers[i]->name, name) == 0)
+            return n->peers[i];
+    if (n->npeers == n->cap) {
+        uint32_t nc = n->cap ? n->cap * 2 : 16;
+        peer **np = realloc(n->peers, nc * sizeof *np);
+        if (!np)
+            return NULL;
+        n->peers = np;
+        n->cap = nc;
+    }
+    p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->below = below;
+    snprintf(path, sizeof path, "%s/out-%s", n->dir, name);
+    nt_spool_opts_default(&so);
+    if (nt_spool_open(path, &so, &p->sp, err, sizeof err) != NT_OK) {
+        nlog("cannot open spool %s: %s", path, err);
+        free(p);
+        return NULL;
+    }
+    nt_spool_stats st;
+    nt_spool_stats_get(p->sp, &st);
+    p->acked = p->sent = st.first_seq ? st.first_seq - 1 : 0;
+    snprintf(path, sizeof path, "%s/in-%s.seq", n->dir, name);
+    p->wmfd = open(path, O_RDWR | O_CREAT, 0600);
+    if (p->wmfd < 0) {
+        nlog("cannot open %s: %s", path, strerror(errno));
+        nt_spool_close(p->sp);
+        free(p);
+        return NULL;
+    }
+    p->in_done = p->in_seen = p->in_done_sent = read_u64(p->wmfd);
+    n->peers[n->npeers++] = p;
+    return p;
+}
+
+/* Does node/device `name` connect to this node? */
+static int connects_to_me(const fl__net *n, const char *name)
+{
+    const fl_graph *g = n->g;
+    for (uint32_t i = 0; i < g->nnodes; i++)
+        if (g->nodes[i].connect_idx >= 0 &&
+            strcmp(g->nodes[g->nodes[i].connect_idx].name, n->name) == 0 &&
+            strcmp(g->nodes[i].name, name) == 0)
+            return 1;
+    for (uint32_t k = 0; k < g->ngroups; k++) {
+        const fl__group *gr = &g->groups[k];
+        if (gr->layer != FL__LAYER_DEVICE || gr->connect_idx < 0 ||
+            strcmp(g->nodes[gr->connect_idx].name, n->name) != 0)
+            continue;
+        for (uint32_t d = gr->first_device; d < gr->first_device + gr->count &&
+                                            d < g->ndevices; d++)
+            if (strcmp(g->device_names[d], name) == 0)
+                return 1;
+    }
+    return 0;
+}
+
+/* The node that runs layer `layer` for device `origin`: the device itself,
+ * or the node its group connects to (and on up).  NULL when none. */
+static const char *node_for(const fl__net *n, uint32_t origin, int layer)
+{
+    const fl_graph *g = n->g;
+    if (origin >= g->ndevices)
+        return NULL;
+    if (layer == FL__LAYER_DEVICE)
+        return g->device_names[origin];
+    for (uint32_t k = 0; k < g->ngroups; k++) {
+        const fl__group *gr = &g->groups[k];
+        if (gr->layer != FL__LAYER_DEVICE || origin < gr->first_device ||
+            origin - gr->first_device >= gr->count)
+            continue;
+        int32_t c = gr->connect_idx;
+        while (c >= 0 && g->nodes[c].layer != layer)
+            c = g->nodes[c].connect_idx;
+        return c >= 0 ? g->nodes[c].name : NULL;
+    }
+    return NULL;
+}
+
+static void wake_pump(fl__net *n) { pthread_cond_signal(&n->cv); }
+
+/* ------------------------------------------------------------------------ */
+/* Sending side.                                                            */
+
+/* See rt_int.h.  Record layout (docs/NODES.md): u32 origin, u64 seq, u64 ts,
+ * u16 stage, u8 topic_len, topic, u32 len, then the wire payload: u8
+ * FL__MSG_* kind, u16 src + 1, the message bytes. */
+int fl__net_send(fl__net *n, const fl__wire *w)
+{
+    const fl__stage *t;
+    const char *to;
+    peer *p;
+    uint64_t seq;
+    size_t k = 0;
+    int r = 0;
+
+    if (w->stage >= n->g->nstages || w->len + NET_PREFIX > NT_MAX_MSG)
+        return -1;
+    t = &n->g->stages[w->stage];
+    pthread_mutex_lock(&n->mu);
+    if (w->kind == FL__MSG_DATA) {
+        p = n->down;
+    } else {
+        to = t->layer < n->layer ? node_for(n, w->origin, t->layer) : NULL;
+        p = to ? peer_get(n, to, 1) : NULL;
+    }
+    if (!p) {
+        if (!n->logged_drop++)
+            nlog("no link toward stage %s for a message of origin %u: dropped "
+                 "(counted)", t->name, (unsigned)w->origin);
+        pthread_mutex_unlock(&n->mu);
+        return -1;
+    }
+    uint8_t *b = n->rec;
+    put32(b + k, w->origin), k += 4;
+    put64(b + k, w->seq), k += 8;
+    put64(b + k, (uint64_t)w->ts), k += 8;
+    put16(b + k, w->stage), k += 2;
+    b[k++] = w->topic_len;
+    memcpy(b + k, w->topic, w->topic_len), k += w->topic_len;
+    put32(b + k, w->len + NET_PREFIX), k += 4;
+    b[k++] = w->kind;
+    put16(b + k, (uint16_t)(w->src + 1)), k += 2;
+    memcpy(b + k, w->data, w->len), k += w->len;
+    nt_status st = nt_spool_append(p->sp, b, k, &seq);
+    if (st == NT_EFULL)
+        r = 1;
+    else if (st != NT_OK) {
+        nlog("spool append to %s failed: %s", p->name, nt_status_msg(st));
+        r = 1;
+    } else {
+        n->n_out++;
+    }
+    pthread_mutex_unlock(&n->mu);
+    if (r == 0)
+        wake_pump(n);
+    return r;
+}
+
+typedef struct rdctx {
+    fl__net *n;
+    peer *p;
+    uint32_t count;
+    uint64_t last;
+} rdctx;
+
+/* nt_spool_read callback: one record into the DATA frame being built. */
+static int add_rec(void *user, uint64_t seq, const uint8_t *rec, size_t len)
+{
+    rdctx *c = user;
+    nt_msg m;
+    size_t k = 0;
+    if (seq <= c->p->sent)
+        return 0;
+    if (c->count >= NET_FRAME_MSGS || seq > c->p->acked + NET_WINDOW)
+        return 1;
+    if (len < 27)
+        return 0; /* cannot happen: we wrote it */
+    memset(&m, 0, sizeof m);
+    m.seq = seq;
+    m.origin = get32(rec), k += 4;
+    m.origin_seq = get64(rec + k), k += 8;
+    m.ts_ns = get64(rec + k), k += 8;
+    m.stage = get16(rec + k), k += 2;
+    m.topic_len = rec[k++];
+    if (k + m.topic_len + 4 > len)
+        return 0;
+    m.topic = (const char *)rec + k, k += m.topic_len;
+    m.len = get32(rec + k), k += 4;
+    if (k + m.len != len || m.len < NET_PREFIX)
+        return 0;
+    m.data = rec + k;
+    m.kind = rec[k] == FL__MSG_DATA ? 0 : 1;
+    if (nt_data_add(&c->n->out, &m) != NT_OK)
+        return 1;
+    c->count++;
+    c->last = seq;
+    return 0;
+}
+
+/* Sends what p's spool holds beyond p->sent, within the window.  Under mu. */
+static void send_spool(fl__net *n, peer *p)
+{
+    for (int round = 0; round < 8; round++) {
+        rdctx c = {n, p, 0, 0};
+        if (p->sent >= p->acked + NET_WINDOW)
+            return;
+        nt_buf_reset(&n->out);
+        if (nt_data_begin(&n->out) != NT_OK)
+            return;
+        nt_spool_read(p->sp, p->sent + 1, add_rec, &c);
+        if (!c.count)
+            return;
+        if (nt_data_end(&n->out) != NT_OK)
+            return;
+        if (nt_conn_send(p->conn, n->out.data, n->out.len) != NT_OK)
+            return; /* full or closed: retried on the next pass */
+        p->sent = c.last;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Receiving side (pump thread, under mu).                                  */
+
+/* Injects the inbox's messages into the runtime, oldest first; stops at a
+ * full queue (retried on the next pass). */
+static void take_inbox(fl__net *n, peer *p)
+{
+    char err[128];
+    while (p->rxh) {
+        nt_frame f = {NT_DATA, p->rxh->len, p->rxh->data};
+        nt_msg m;
+        size_t off = p->rxoff;
+        nt_status st = nt_data_next(&f, &off, &m, err, sizeof err);
+        if (st != NT_OK) { /* end (or checked before: cannot fail) */
+            rxbuf *b = p->rxh;
+            p->rxh = b->next;
+            if (!p->rxh)
+                p->rxt = NULL;
+            p->rxoff = 0;
+            free(b);
+            continue;
+        }
+        if (m.seq <= p->in_seen || m.len < NET_PREFIX) { /* duplicate */
+            p->rxoff = off;
+            continue;
+        }
+        fl__wire w;
+        w.origin = m.origin;
+        w.seq = m.origin_seq;
+        w.ts = (int64_t)m.ts_ns;
+        w.stage = m.stage;
+        w.kind = m.data[0] <= FL__MSG_ACT_FINAL ? m.data[0] : FL__MSG_DATA;
+        w.src = (int32_t)get16(m.data + 1) - 1;
+        w.topic = m.topic;
+        w.topic_len = m.topic_len;
+        w.data = m.data + NET_PREFIX;
+        w.len = m.len - NET_PREFIX;
+        int final = n->dev >= 0 && w.kind == FL__MSG_ACT_FINAL;
+        if (final && w.seq <= n->act_seen) {
+            /* Sent again by a node that crashed after forwarding it: the
+             * device already has it (one actuation per message seq). */
+            p->in_seen = m.seq;
+            p->rxoff = off;
+            continue;
+        }
+        fl__tok *t = malloc(sizeof *t);
+        if (!t)
+            return;
+        atomic_init(&t->live, 1);
+        t->seq = m.seq;
+        t->act_seq = final ? w.seq : 0;
+        t->next = NULL;
+        int r = fl__rt_inject(n->rt, &w, t);
+        if (r > 0) {
+            free(t);
+            return;
+        }
+        if (p->ttail)
+            p->ttail->next = t;
+        else
+            p->thead = t;
+        p->ttail = t;
+        p->in_seen = m.seq;
+        if (final)
+            n->act_seen = w.seq;
+        p->rxoff = off;
+        n->n_in++;
+        fl__tok_put(t);
+    }
+}
+
+/* Advances p's ack watermark over the finished tokens (in seq order),
+ * persists it and sends the ACK. */
+static void advance(fl__net *n, peer *p, int force)
+{
+    while (p->thead &&
+           atomic_load_explicit(&p->thead->live, memory_order_acquire) == 0) {
+        fl__tok *t = p->thead;
+        p->in_done = t->seq;
+        if (t->act_seq > n->act_done)
+            n->act_done = t->act_seq;
+        p->thead = t->next;
+        if (!p->thead)
+            p->ttail = NULL;
+        free(t);
+    }
+    if (!p->thead && !p->rxh && p->in_seen > p->in_done)
+        p->in_done = p->in_seen; /* only duplicates were left */
+    if (p->in_done > p->in_done_sent || (force && p->in_done)) {
+        if (n->actfd >= 0 && n->act_done)
+            write_u64(n->actfd, n->act_done); /* before the ack */
+        write_u64(p->wmfd, p->in_done);
+        if (p->ready && p->conn) {
+            nt_buf_reset(&n->out);
+            if (nt_put_u64(&n->out, NT_ACK, p->in_done) == NT_OK &&
+                nt_conn_send(p->conn, n->out.data, n->out.len) == NT_OK)
+                p->in_done_sent = p->in_done;
+        } else {
+            p->in_done_sent = p->in_done; /* HELLO carries it on reconnect */
+        }
+    }
+}
+
+/* Device nodes: keeps NET_SEQ_LEASE seq numbers leased on disk ahead of the
+ * counter, so a crash-restart never reuses one. */
+static void lease_seq(fl__net *n)
+{
+    _Atomic uint64_t *c;
+    if (n->dev < 0 || n->seqfd < 0 || !(c = fl__rt_dev_seq(n->rt, (uint32_t)n->dev)))
+        return;
+    uint64_t v = atomic_load(c);
+    if (v + NET_SEQ_LEASE / 4 > n->seq_limit) {
+        n->seq_limit = v + NET_SEQ_LEASE;
+        write_u64(n->seqfd, n->seq_limit);
+        fdatasync(n->seqfd);
+    }
+}
+
+static void *pump_main(void *arg)
+{
+    fl__net *n = arg;
+    pthread_mutex_lock(&n->mu);
+    while (!n->quit) {
+        lease_seq(n);
+        for (uint32_t i = 0; i < n->npeers; i++) {
+            peer *p = n->peers[i];
+            if (!n->paused)
+                take_inbox(n, p);
+            advance(n, p, 0);
+            if (p->ready && p->conn)
+                send_spool(n, p);
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += NET_PUMP_NS;
+        if (ts.tv_nsec >= 1000000000l) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000l;
+        }
+        pthread_cond_timedwait(&n->cv, &n->mu, &ts);
+    }
+    pthread_mutex_unlock(&n->mu);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Link callbacks (loop thread).                                            */
+
+static void send_hello(fl__net *n, nt_conn *c, uint8_t type, peer *p)
+{
+    nt_hello h;
+    nt_buf b;
+    memset(&h, 0, sizeof h);
+    h.role = (uint8_t)(n->layer + 1);
+    snprintf(h.name, sizeof h.name, "%s", n->name);
+    h.flow_hash = n->flow_hash;
+    h.last_seq_seen = p ? p->in_done : 0;
+    nt_buf_init(&b, 0);
+    if (nt_put_hello(&b, type, &h) == NT_OK)
+        nt_conn_send(c, b.data, b.len);
+    nt_buf_free(&b);
+}
+
+static void send_refuse(nt_conn *c, const char *why)
+{
+    nt_buf b;
+    nt_buf_init(&b, 0);
+    if (nt_put_refuse(&b, why) == NT_OK)
+        nt_conn_send(c, b.data, b.len);
+    nt_buf_free(&b);
+}
+
+static int on_open(void *user, nt_conn *c, const char *peer_name, int role)
+{
+    fl__net *n = user;
+    int rc = 0;
+    pthread_mutex_lock(&n->mu);
+    if (n->down && c == n->down->conn) {
+        if (n->tls && strcmp(peer_name, n->down->name) != 0) {
+            nlog("refusing %s: expected node %s", peer_name, n->down->name);
+            rc = -1;
+        } else {
+            send_hello(n, c, NT_HELLO, n->down);
+        }
+    } else {
+        if (n->tls && !connects_to_me(n, peer_name)) {
+            nlog("refusing %s (role %s): not a node of this flow that "
+                 "connects to %s", peer_name, nt_role_name(role), n->name);
+            rc = -1;
+        } else if (n->nub < 4096) {
+            if (n->nub == n->ubcap) {
+                uint32_t nc = n->ubcap ? n->ubcap * 2 : 16;
+                unbound *nu = realloc(n->ub, nc * sizeof *nu);
+                if (nu) {
+                    n->ub = nu;
+                    n->ubcap = nc;
+                }
+            }
+            if (n->nub < n->ubcap) {
+                n->ub[n->nub].c = c;
+                snprintf(n->ub[n->nub].cn, sizeof n->ub[n->nub].cn, "%s",
+                         n->tls ? peer_name : "");
+                n->nub++;
+            } else {
+                rc = -1;
+            }
+        } else {
+            rc = -1;
+        }
+    }
+    pthread_mutex_unlock(&n->mu);
+    return rc;
+}
+
+/* A peer's HELLO (we accepted it) or WELCOME (we connected). */
+static void on_hello(fl__net *n, nt_conn *c, const nt_frame *f)
+{
+    nt_hello h;
+    char err[160], why[256];
+    peer *p = NULL;
+    if (nt_hello_decode(f, &h, err, sizeof err) != NT_OK) {
+        nlog("bad HELLO: %s", err);
+        return;
+    }
+    if (h.flow_hash != n->flow_hash) {
+        snprintf(why, sizeof why,
+                 "node %s runs a different flow file (hash %016llx, %s runs "
+                 "%016llx)", h.name, (unsigned long long)h.flow_hash, n->name,
+                 (unsigned long long)n->flow_hash);
+        nlog("refusing: %s", why);
+        send_refuse(c, why);
+        return;
+    }
+    if (f->type == NT_WELCOME) {
+        if (!n->down || c != n->down->conn)
+            return;
+        p = n->down;
+    } else {
+        uint32_t i;
+        for (i = 0; i < n->nub && n->ub[i].c != c; i++)
+            ;
+        if (i == n->nub)
+            return; /* HELLO twice */
+        if ((n->ub[i].cn[0] && strcmp(n->ub[i].cn, h.name) != 0) ||
+            !connects_to_me(n, h.name)) {
+            snprintf(why, sizeof why, "node %s does not connect to %s",
+                     h.name, n->name);
+            nlog("refusing: %s", why);
+            send_refuse(c, why);
+            return;
+        }
+        n->ub[i] = n->ub[--n->nub];
+        p = peer_get(n, h.name, 1);
+        if (!p) {
+            send_refuse(c, "no state for this peer");
+            return;
+        }
+        p->conn = c;
+        send_hello(n, c, NT_WELCOME, p);
+    }
+    if (h.last_seq_seen > p->acked) {
+        p->acked = h.last_seq_seen;
+        nt_spool_ack(p->sp, p->acked);
+    }
+    p->sent = p->acked; /* resend what is not acknowledged */
+    p->ready = 1;
+    nlog("link to %s up (resuming after seq %llu)", p->name,
+         (unsigned long long)p->sent);
+}
+
+static peer *peer_of(fl__net *n, nt_conn *c)
+{
+    for (uint32_t i = 0; i < n->npeers; i++)
+        if (n->peers[i]->conn == c)
+            return n->peers[i];
+    return NULL;
+}
+
+static void on_frame(void *user, nt_conn *c, const nt_frame *f)
+{
+    fl__net *n = user;
+    char err[160];
+    uint64_t v;
+    peer *p;
+    pthread_mutex_lock(&n->mu);
+    switch (f->type) {
+    case NT_HELLO:
+    case NT_WELCOME:
+        on_hello(n, c, f);
+        break;
+    case NT_DATA: {
+        p = peer_of(n, c);
+        if (!p || !p->ready)
+            break;
+        /* Checked here, on the loop thread: a bad frame closes the link. */
+        size_t off = 0;
+        nt_msg m;
+        nt_status st;
+        while ((st = nt_data_next(f, &off, &m, err, sizeof err)) == NT_OK)
+            ;
+        if (st != NT_AGAIN) {
+            nlog("bad DATA from %s: %s", p->name, err);
+            break;
+        }
+        rxbuf *b = malloc(sizeof *b + f->len);
+        if (!b)
+            break; /* not acknowledged: resent after reconnect */
+        b->next = NULL;
+        b->len = f->len;
+        memcpy(b->data, f->payload, f->len);
+        if (p->rxt)
+            p->rxt->next = b;
+        else
+            p->rxh = b;
+        p->rxt = b;
+        wake_pump(n);
+        break;
+    }
+    case NT_ACK:
+        p = peer_of(n, c);
+        if (p && nt_u64_decode(f, &v, err, sizeof err) == NT_OK &&
+            v > p->acked && v <= p->sent) {
+            p->acked = v;
+            nt_spool_ack(p->sp, v);
+            wake_pump(n);
+        }
+        break;
+    default: /* CREDIT, PULL: not used yet; BYE, REFUSE: the link closes */
+        break;
+    }
+    pthread_mutex_unlock(&n->mu);
+}
+
+static void on_close(void *user, nt_conn *c, const char *reason)
+{
+    fl__net *n = user;
+    pthread_mutex_lock(&n->mu);
+    for (uint32_t i = 0; i < n->nub; i++)
+        if (n->ub[i].c == c) {
+            n->ub[i] = n->ub[--n->nub];
+            break;
+        }
+    peer *p = peer_of(n, c);
+    if (p) {
+        if (p->ready)
+            nlog("link to %s down: %s", p->name, reason);
+        p->ready = 0;
+        if (p->below)
+            p->conn = NULL; /* accepted handles die after on_close */
+    }
+    pthread_mutex_unlock(&n->mu);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Life cycle.                                                              */
+
+fl_status fl__net_new(fl_runtime *rt, const fl_graph *g, const fl_run_opts *o,
+                      fl__net **out, char *err, size_t errlen)
+{
+    fl__net *n = calloc(1, sizeof *n);
+    char path[NET_PATH + 64];
+    *out = NULL;
+    if (!n) {
+        snprintf(err, errlen, "out of memory");
+        return FL_NOMEM;
+    }
+    n->rt = rt;
+    n->g = g;
+    n->dev = fl__rt_node_device(rt);
+    n->seqfd = -1;
+    n->actfd = -1;
+    pthread_mutex_init(&n->mu, NULL);
+    pthread_cond_init(&n->cv, NULL);
+    nt_buf_init(&n->enc, 0);
+    nt_buf_init(&n->out, 0);
+    n->cb.on_open = on_open;
+    n->cb.on_frame = on_frame;
+    n->cb.on_close = on_close;
+    snprintf(n->name, sizeof n->name, "%s", o->node);
+    n->rec = malloc(NT_MAX_MSG + 256);
+    int32_t conn = -1;
+    if (n->dev >= 0) {
+        n->layer = FL__LAYER_DEVICE;
+        for (uint32_t k = 0; k < g->ngroups; k++)
+            if (g->groups[k].layer == FL__LAYER_DEVICE &&
+                (uint32_t)n->dev >= g->groups[k].first_device &&
+                (uint32_t)n->dev - g->groups[k].first_device < g->groups[k].count)
+                conn = g->groups[k].connect_idx;
+    } else {
+        for (uint32_t i = 0; i < g->nnodes; i++)
+            if (strcmp(g->nodes[i].name, n->name) == 0) {
+                n->layer = g->nodes[i].layer;
+                n->listen = g->nodes[i].listen;
+                conn = g->nodes[i].connect_idx;
+            }
+    }
+    n->flow_hash = file_hash(g->file);
+    snprintf(n->dir, sizeof n->dir, "%s/%s",
+             o->state_dir ? o->state_dir : "state", n->name);
+    if (!n->rec || mkdirs(n->dir) != 0) {
+        snprintf(err, errlen, "cannot create state directory %s: %s", n->dir,
+                 strerror(errno));
+        goto fail;
+    }
+    if (!o->insecure) {
+        char ca[NET_PATH], crt[NET_PATH], key[NET_PATH];
+        const char *d = o->certs ? o->certs : "certs";
+        snprintf(ca, sizeof ca, "%s/ca.crt", d);
+        snprintf(crt, sizeof crt, "%s/%s.crt", d, n->name);
+        snprintf(key, sizeof key, "%s/%s.key", d, n->name);
+        char e2[256];
+        if (nt_tls_new(ca, crt, key, &n->tls, e2, sizeof e2) != NT_OK) {
+            snprintf(err, errlen, "TLS for node %s: %s", n->name, e2);
+            goto fail;
+        }
+    }
+    if (conn >= 0) {
+        pthread_mutex_lock(&n->mu);
+        n->down = peer_get(n, g->nodes[conn].name, 0);
+        pthread_mutex_unlock(&n->mu);
+        if (!n->down) {
+            snprintf(err, errlen, "cannot open the state of link %s -> %s "
+                     "under %s", n->name, g->nodes[conn].name, n->dir);
+            goto fail;
+        }
+    }
+    if (n->dev >= 0) {
+        snprintf(path, sizeof path, "%s/seq", n->dir);
+        n->seqfd = open(path, O_RDWR | O_CREAT, 0600);
+        if (n->seqfd < 0) {
+            snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        n->seq_limit = read_u64(n->seqfd);
+        atomic_store(fl__rt_dev_seq(rt, (uint32_t)n->dev), n->seq_limit);
+        snprintf(path, sizeof path, "%s/act.seq", n->dir);
+        n->actfd = open(path, O_RDWR | O_CREAT, 0600);
+        if (n->actfd < 0) {
+            snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        n->act_seen = n->act_done = read_u64(n->actfd);
+    }
+    *out = n;
+    return FL_OK;
+fail:
+    fl__net_free(n);
+    return FL_IO;
+}
+
+fl_status fl__net_start(fl__net *n, char *err, size_t errlen)
+{
+    char e2[256];
+    const fl_graph *g = n->g;
+    if (nt_loop_new(&n->loop, e2, sizeof e2) != NT_OK) {
+        if (err)
+            snprintf(err, errlen, "%s", e2);
+        nlog("%s", e2);
+        return FL_IO;
+    }
+    if (n->listen) {
+        unsigned roles = 0;
+        for (uint32_t i = 0; i < g->nnodes; i++)
+            if (g->nodes[i].connect_idx >= 0 &&
+                strcmp(g->nodes[g->nodes[i].connect_idx].name, n->name) == 0)
+                roles |= 1u << (g->nodes[i].layer + 1);
+        for (uint32_t k = 0; k < g->ngroups; k++)
+            if (g->groups[k].connect_idx >= 0 &&
+                strcmp(g->nodes[g->groups[k].connect_idx].name, n->name) == 0)
+                roles |= 1u << NT_ROLE_DEVICE;
+        if (nt_listen(n->loop, n->tls, n->listen, roles, &n->cb, n, &n->ls,
+                      e2, sizeof e2) != NT_OK) {
+            nlog("cannot listen on %s: %s", n->listen, e2);
+            if (err)
+                snprintf(err, errlen, "cannot listen on %s: %s", n->listen, e2);
+            return FL_IO;
+        }
+    }
+    if (n->down) {
+        const fl__node *d = NULL;
+        for (uint32_t i = 0; i < g->nnodes; i++)
+            if (strcmp(g->nodes[i].name, n->down->name) == 0)
+                d = &g->nodes[i];
+        nt_conn *c = NULL;
+        pthread_mutex_lock(&n->mu); /* on_open compares with down->conn */
+        nt_status st = nt_connect(n->loop, n->tls, d->listen, d->layer + 1,
+                                  &n->cb, n, &c, e2, sizeof e2);
+        n->down->conn = c;
+        pthread_mutex_unlock(&n->mu);
+        if (st != NT_OK) {
+            nlog("cannot connect to %s: %s", d->listen, e2);
+            return FL_IO;
+        }
+    }
+    if (pthread_create(&n->th, NULL, pump_main, n) != 0)
+        return FL_NOMEM;
+    n->running = 1;
+    return FL_OK;
+}
+
+void fl__net_pause(fl__net *n)
+{
+    pthread_mutex_lock(&n->mu);
+    n->paused = 1;
+    pthread_mutex_unlock(&n->mu);
+}
+
+void fl__net_stop(fl__net *n)
+{
+    if (!n || !n->running)
+        return;
+    /* Let the pump send what the drain spooled and the last ACKs (bounded:
+     * at most 1 s while peers are connected and behind). */
+    for (int i = 0; i < 100; i++) {
+        int behind = 0;
+        struct timespec ts = {0, 10000000};
+        pthread_mutex_lock(&n->mu);
+        for (uint32_t k = 0; k < n->npeers; k++) {
+            peer *p = n->peers[k];
+            advance(n, p, 0);
+            nt_spool_stats st;
+            nt_spool_stats_get(p->sp, &st);
+            if (p->ready && st.next_seq - 1 > p->acked)
+                behind = 1;
+        }
+        pthread_mutex_unlock(&n->mu);
+        if (!behind)
+            break;
+        nanosleep(&ts, NULL);
+    }
+    pthread_mutex_lock(&n->mu);
+    n->quit = 1;
+    pthread_cond_signal(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+    pthread_join(n->th, NULL);
+    n->running = 0;
+    nt_buf bye;
+    nt_buf_init(&bye, 0);
+    nt_put_bye(&bye);
+    pthread_mutex_lock(&n->mu);
+    for (uint32_t k = 0; k < n->npeers; k++) {
+        peer *p = n->peers[k];
+        advance(n, p, 1);
+        nt_spool_sync(p->sp);
+        if (p->ready && p->conn)
+            nt_conn_send(p->conn, bye.data, bye.len);
+    }
+    if (n->dev >= 0 && n->seqfd >= 0) {
+        write_u64(n->seqfd, atomic_load(fl__rt_dev_seq(n->rt, (uint32_t)n->dev)));
+        fdatasync(n->seqfd);
+    }
+    pthread_mutex_unlock(&n->mu);
+    nt_buf_free(&bye);
+    struct timespec ts = {0, 50000000}; /* let the BYEs go out */
+    nanosleep(&ts, NULL);
+    if (n->loop) {
+        nt_loop_free(n->loop);
+        n->loop = NULL;
+    }
+}
+
+void fl__net_free(fl__net *n)
+{
+    if (!n)
+        return;
+    fl__net_stop(n);
+    if (n->loop)
+        nt_loop_free(n->loop);
+    for (uint32_t i = 0; i < n->npeers; i++) {
+        peer *p = n->peers[i];
+        while (p->rxh) {
+            rxbuf *b = p->rxh;
+            p->rxh = b->next;
+            free(b);
+        }
+        while (p->thead) { /* messages still alive are freed by the runtime */
+            fl__tok *t = p->thead;
+            p->thead = t->next;
+            free(t);
+        }
+        nt_spool_close(p->sp);
+        if (p->wmfd >= 0)
+            close(p->wmfd);
+        free(p);
+    }
+    free(n->peers);
+    free(n->ub);
+    free(n->rec);
+    nt_buf_free(&n->enc);
+    nt_buf_free(&n->out);
+    if (n->tls)
+        nt_tls_free(n->tls);
+    if (n->seqfd >= 0)
+        close(n->seqfd);
+    if (n->actfd >= 0)
+        close(n->actfd);
+    pthread_mutex_destroy(&n->mu);
+    pthread_cond_destroy(&n->cv);
+    free(n);
+}
+
+void fl__net_counts(fl__net *n, uint32_t *links_up, uint64_t *msgs_in,
+                    uint64_t *msgs_out, uint64_t *spooled)
+{
+    uint32_t up = 0;
+    uint64_t sp = 0;
+    pthread_mutex_lock(&n->mu);
+    for (uint32_t i = 0; i < n->npeers; i++) {
+        nt_spool_stats st;
+        up += n->peers[i]->ready ? 1 : 0;
+        nt_spool_stats_get(n->peers[i]->sp, &st);
+        sp += st.records;
+    }
+    *links_up = up;
+    *msgs_in = n->n_in;
+    *msgs_out = n->n_out;
+    *spooled = sp;
+    pthread_mutex_unlock(&n->mu);
+}
