@@ -883,6 +883,29 @@ static inline void drop_suspended(iw_store *s)
 #define BX_0x4E(a, b) (!lt_s32((a), (b)))
 #define BX_0x4F(a, b) ((a) >= (b))
 
+/* The i64 operators (a, b uint64_t). */
+#define BX_0x7C(a, b) ((a) + (b))
+#define BX_0x7D(a, b) ((a) - (b))
+#define BX_0x7E(a, b) ((a) * (b))
+#define BX_0x83(a, b) ((a) & (b))
+#define BX_0x84(a, b) ((a) | (b))
+#define BX_0x85(a, b) ((a) ^ (b))
+#define BX_0x86(a, b) ((a) << ((b) & 63u))
+#define BX_0x87(a, b) shr_s64((a), (b))
+#define BX_0x88(a, b) ((a) >> ((b) & 63u))
+#define BX_0x51(a, b) ((a) == (b))
+#define BX_0x52(a, b) ((a) != (b))
+#define BX_0x53(a, b) lt_s64((a), (b))
+#define BX_0x54(a, b) ((a) < (b))
+#define BX_0x55(a, b) lt_s64((b), (a))
+#define BX_0x56(a, b) ((a) > (b))
+#define BX_0x57(a, b) (!lt_s64((b), (a)))
+#define BX_0x58(a, b) ((a) <= (b))
+#define BX_0x59(a, b) (!lt_s64((a), (b)))
+#define BX_0x5A(a, b) ((a) >= (b))
+/* An i64 constant immediate LO HI at p. */
+#define IMM64(p) ((uint64_t)(p)[0] | (uint64_t)(p)[1] << 32)
+
 /* The four operand forms I, L, LI, LL of operator K (Wasm opcode W). */
 #define GEN_FUSED(K, W)                                                      \
     SCASE(i_##K, IW__OP_SUPER(IW__F_I, K)) {                                 \
@@ -954,6 +977,94 @@ static inline void drop_suspended(iw_store *s)
         pc += 3;                                                             \
         NEXT();                                                              \
     }
+/* The same nine forms for i64 operator K (Wasm opcode W); constants are
+ * two words. */
+#define GEN_FUSED64(K, W)                                                    \
+    SCASE(i64_##K, IW__OP_SUPER64(IW__F_I, K)) {                             \
+        uint64_t a = sp[-1], b = IMM64(pc);                                  \
+        pc += 2;                                                             \
+        sp[-1] = (uint64_t)(BX_##W(a, b));                                   \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(l64_##K, IW__OP_SUPER64(IW__F_L, K)) {                             \
+        uint64_t a = sp[-1], b = fp[pc[0]];                                  \
+        pc++;                                                                \
+        sp[-1] = (uint64_t)(BX_##W(a, b));                                   \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(li64_##K, IW__OP_SUPER64(IW__F_LI, K)) {                           \
+        uint64_t a = fp[pc[0]], b = IMM64(pc + 1);                           \
+        pc += 3;                                                             \
+        *sp++ = (uint64_t)(BX_##W(a, b));                                    \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(ll64_##K, IW__OP_SUPER64(IW__F_LL, K)) {                           \
+        uint64_t a = fp[pc[0]], b = fp[pc[1]];                               \
+        pc += 2;                                                             \
+        *sp++ = (uint64_t)(BX_##W(a, b));                                    \
+        NEXT();                                                              \
+    }
+#define GEN_FUSED64_BR(K, W)                                                 \
+    SCASE(b64_##K, IW__OP_SUPER64(IW__F_BR, K)) {                            \
+        uint64_t a = sp[-2], b = sp[-1];                                     \
+        sp -= 2;                                                             \
+        if (BX_##W(a, b))                                                    \
+            goto do_br;                                                      \
+        pc += 3;                                                             \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(bi64_##K, IW__OP_SUPER64(IW__F_BR_I, K)) {                         \
+        uint64_t a = sp[-1], b = IMM64(pc);                                  \
+        sp--;                                                                \
+        pc += 2;                                                             \
+        if (BX_##W(a, b))                                                    \
+            goto do_br;                                                      \
+        pc += 3;                                                             \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(bl64_##K, IW__OP_SUPER64(IW__F_BR_L, K)) {                         \
+        uint64_t a = sp[-1], b = fp[pc[0]];                                  \
+        sp--;                                                                \
+        pc++;                                                                \
+        if (BX_##W(a, b))                                                    \
+            goto do_br;                                                      \
+        pc += 3;                                                             \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(bli64_##K, IW__OP_SUPER64(IW__F_BR_LI, K)) {                       \
+        uint64_t a = fp[pc[0]], b = IMM64(pc + 1);                           \
+        pc += 3;                                                             \
+        if (BX_##W(a, b))                                                    \
+            goto do_br;                                                      \
+        pc += 3;                                                             \
+        NEXT();                                                              \
+    }                                                                        \
+    SCASE(bll64_##K, IW__OP_SUPER64(IW__F_BR_LL, K)) {                       \
+        uint64_t a = fp[pc[0]], b = fp[pc[1]];                               \
+        pc += 2;                                                             \
+        if (BX_##W(a, b))                                                    \
+            goto do_br;                                                      \
+        pc += 3;                                                             \
+        NEXT();                                                              \
+    }
+/* An i32.load (n = 4) or i32.load8_u (n = 1) from address ADDR + OFFSET
+ * (pc[OI]), then local.tee X (pc[OI + 1]); WORDS immediates in all. */
+#define GEN_LOAD_TEE(N, OPW, ADDR, OI, WORDS, n, expr, PUSH)                 \
+    SCASE(N, OPW) {                                                          \
+        uint64_t ea = (uint64_t)(uint32_t)(ADDR) + pc[OI];                   \
+        uint32_t x = pc[(OI) + 1];                                           \
+        const uint8_t *p;                                                    \
+        iw__slot v;                                                          \
+        pc += (WORDS);                                                       \
+        if (ea + (n) > msize)                                                \
+            TRAP(IW_TRAP_OOB_MEMORY);                                        \
+        p = mbase + ea;                                                      \
+        v = (expr);                                                          \
+        fp[x] = v;                                                           \
+        PUSH = v;                                                            \
+        NEXT();                                                              \
+    }
+
 /* i32.add in its five forms followed by local.set/tee X (STMT stores r). */
 #define GEN_ADD_SET(N, OPM, STMT)                                            \
     SCASE(add_##N##_p, OPM(0u)) {                                            \
@@ -1026,6 +1137,17 @@ static inline void drop_suspended(iw_store *s)
     [OPM(2u)] = &&L_add_##N##_l, [OPM(3u)] = &&L_add_##N##_li,               \
     [OPM(4u)] = &&L_add_##N##_ll,
 #define TBL_LOAD_L(W) [IW__OP_LOAD_L(W)] = &&L_ldl_##W,
+#define TBL_FUSED64(K, W)                                                    \
+    [IW__OP_SUPER64(IW__F_I, K)] = &&L_i64_##K,                              \
+    [IW__OP_SUPER64(IW__F_L, K)] = &&L_l64_##K,                              \
+    [IW__OP_SUPER64(IW__F_LI, K)] = &&L_li64_##K,                            \
+    [IW__OP_SUPER64(IW__F_LL, K)] = &&L_ll64_##K,
+#define TBL_FUSED64_BR(K, W)                                                 \
+    [IW__OP_SUPER64(IW__F_BR, K)] = &&L_b64_##K,                             \
+    [IW__OP_SUPER64(IW__F_BR_I, K)] = &&L_bi64_##K,                          \
+    [IW__OP_SUPER64(IW__F_BR_L, K)] = &&L_bl64_##K,                          \
+    [IW__OP_SUPER64(IW__F_BR_LI, K)] = &&L_bli64_##K,                        \
+    [IW__OP_SUPER64(IW__F_BR_LL, K)] = &&L_bll64_##K,
 #endif
 
 /*
@@ -1086,6 +1208,18 @@ static iw_status run(iw_store *s, iw_func *f, bool resumable)
         TBL_LOAD_L(0x2C) TBL_LOAD_L(0x2D) TBL_LOAD_L(0x2E) TBL_LOAD_L(0x2F)
         TBL_LOAD_L(0x30) TBL_LOAD_L(0x31) TBL_LOAD_L(0x32) TBL_LOAD_L(0x33)
         TBL_LOAD_L(0x34) TBL_LOAD_L(0x35)
+        IW__FUSE_ARITH64(TBL_FUSED64)
+        IW__FUSE_CMP64(TBL_FUSED64)
+        IW__FUSE_CMP64(TBL_FUSED64_BR)
+        [IW__OP_BR_EQZ64] = &&L_br_eqz64,
+        [IW__OP_EQZ_L] = &&L_eqz_l,
+        [IW__OP_BR_Z_L] = &&L_br_z_l,
+        [IW__OP_BR_NZ_L] = &&L_br_nz_l,
+        [IW__OP_LOAD_TEE] = &&L_ld_tee,
+        [IW__OP_LOAD8U_TEE] = &&L_ld8u_tee,
+        [IW__OP_LOADL_TEE] = &&L_ldl_tee,
+        [IW__OP_LOADL8U_TEE] = &&L_ldl8u_tee,
+        [IW__OP_MOVE8] = &&L_move8,
     };
 #pragma GCC diagnostic pop
 #endif
@@ -1155,13 +1289,17 @@ dispatch:
     do_br: {
         /* pc points at TARGET HEIGHT ARITY; the destination is never
          * above the source, so a forward copy is safe. */
-        uint32_t ar = pc[2], i;
-        iw__slot *dst = fp + pc[1], *src = sp - ar;
-        if (dst != src)
+        uint32_t t = pc[0], ar = pc[2], i;
+        iw__slot *dst = fp + pc[1];
+        if (ar) { /* 0 when the values are in place (validate.c) */
+            const iw__slot *src = sp - ar;
             for (i = 0; i < ar; i++)
                 dst[i] = src[i];
+        }
         sp = dst + ar;
-        pc = ops + pc[0];
+        pc = ops + (t & ~IW__BR_LOOP);
+        if (t & IW__BR_LOOP) /* the loop head's checkpoint (wasm_int.h) */
+            CHECKPOINT((pc--, callee = NULL));
         NEXT();
     }
     CASE(0x0D)
@@ -1246,8 +1384,20 @@ dispatch:
         fp = nfp;
         sp = fp + callee->type.nparams;
         if (code->nlocals) {
-            memset(sp, 0, (size_t)code->nlocals * sizeof(iw__slot));
-            sp += code->nlocals;
+            /* Small counts two at a time, without a memset call. */
+            iw__slot *end = sp + code->nlocals;
+            if (code->nlocals <= 16) {
+                if (code->nlocals & 1u)
+                    *sp++ = 0;
+                while (sp < end) {
+                    sp[0] = 0;
+                    sp[1] = 0;
+                    sp += 2;
+                }
+            } else {
+                memset(sp, 0, (size_t)code->nlocals * sizeof(iw__slot));
+            }
+            sp = end;
         }
         cur = callee;
         inst = callee->inst;
@@ -1688,6 +1838,51 @@ dispatch:
     GEN_LOAD_L(0x33, 2, ld16(p))
     GEN_LOAD_L(0x34, 4, sx32_64(ld32(p)))
     GEN_LOAD_L(0x35, 4, ld32(p))
+    IW__FUSE_ARITH64(GEN_FUSED64)
+    IW__FUSE_CMP64(GEN_FUSED64)
+    IW__FUSE_CMP64(GEN_FUSED64_BR)
+    SCASE(br_eqz64, IW__OP_BR_EQZ64)
+        sp--;
+        if (!*sp)
+            goto do_br;
+        pc += 3;
+        NEXT();
+    SCASE(eqz_l, IW__OP_EQZ_L)
+        *sp++ = (uint32_t)fp[pc[0]] == 0 ? 1u : 0u;
+        pc++;
+        NEXT();
+    SCASE(br_z_l, IW__OP_BR_Z_L) {
+        uint32_t v = (uint32_t)fp[pc[0]];
+        pc++;
+        if (!v)
+            goto do_br;
+        pc += 3;
+        NEXT();
+    }
+    SCASE(br_nz_l, IW__OP_BR_NZ_L) {
+        uint32_t v = (uint32_t)fp[pc[0]];
+        pc++;
+        if (v)
+            goto do_br;
+        pc += 3;
+        NEXT();
+    }
+    GEN_LOAD_TEE(ld_tee, IW__OP_LOAD_TEE, sp[-1], 0, 2, 4, ld32(p), sp[-1])
+    GEN_LOAD_TEE(ld8u_tee, IW__OP_LOAD8U_TEE, sp[-1], 0, 2, 1, p[0], sp[-1])
+    GEN_LOAD_TEE(ldl_tee, IW__OP_LOADL_TEE, fp[pc[0]], 1, 3, 4, ld32(p),
+                 *sp++)
+    GEN_LOAD_TEE(ldl8u_tee, IW__OP_LOADL8U_TEE, fp[pc[0]], 1, 3, 1, p[0],
+                 *sp++)
+    SCASE(move8, IW__OP_MOVE8) {
+        uint64_t src = (uint64_t)(uint32_t)sp[-1] + pc[0];
+        uint64_t dst = (uint64_t)(uint32_t)sp[-2] + pc[1];
+        pc += 2;
+        if (src + 1 > msize || dst + 1 > msize)
+            TRAP(IW_TRAP_OOB_MEMORY);
+        mbase[dst] = mbase[src];
+        sp -= 2;
+        NEXT();
+    }
 
     DEFAULT_CASE
         iw__store_trap(s, IW_TRAP_UNREACHABLE, cur->index,

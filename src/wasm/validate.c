@@ -260,6 +260,22 @@ static int fuse_index(uint32_t op)
 #undef FUSE_K_CASE
 }
 
+/* Index K of a fusable i64 operator (IW__FUSE_ARITH64/IW__FUSE_CMP64), or
+ * -1. */
+static int fuse_index64(uint32_t op)
+{
+#define FUSE_K_CASE(K, W)                                                    \
+    case W:                                                                  \
+        return K;
+    switch (op) {
+    IW__FUSE_ARITH64(FUSE_K_CASE)
+    IW__FUSE_CMP64(FUSE_K_CASE)
+    default:
+        return -1;
+    }
+#undef FUSE_K_CASE
+}
+
 /* Replaces the newest `k` history instructions, which start at word pos,
  * by the words w[0..n-1] (one instruction with opcode w[0]). */
 static iw_status fuse_replace(vctx *c, uint32_t k, uint32_t pos,
@@ -280,12 +296,62 @@ static iw_status fuse_replace(vctx *c, uint32_t k, uint32_t pos,
 static iw_status fuse(vctx *c, uint32_t op, uint32_t a, bool *fused)
 {
     const struct vhist *l = hist_at(c, 0), *p = hist_at(c, 1);
-    int k = fuse_index(op);
+    int k = fuse_index(op), k64 = fuse_index64(op);
     uint32_t w[4];
 
     *fused = false;
     if (!l)
         return IW_OK;
+    if (k64 >= 0 && (l->op == 0x42 || l->op == 0x20)) {
+        /* the i64 forms: a constant takes two words (LO HI) */
+        bool cst = l->op == 0x42;
+        uint32_t n = 0;
+        *fused = true;
+        if (p && p->op == 0x20) { /* local.get A; (const C | local.get B) */
+            w[n++] = IW__OP_SUPER64(cst ? IW__F_LI : IW__F_LL, (uint32_t)k64);
+            w[n++] = c->code[p->pos + 1];
+        } else {
+            w[n++] = IW__OP_SUPER64(cst ? IW__F_I : IW__F_L, (uint32_t)k64);
+        }
+        w[n++] = c->code[l->pos + 1];
+        if (cst)
+            w[n++] = c->code[l->pos + 2];
+        if (p && p->op == 0x20)
+            return fuse_replace(c, 2, p->pos, w, n);
+        return fuse_replace(c, 1, l->pos, w, n);
+    }
+    if (op == 0x45 && l->op == 0x20) { /* local.get A; i32.eqz */
+        w[0] = IW__OP_EQZ_L;
+        w[1] = c->code[l->pos + 1];
+        *fused = true;
+        return fuse_replace(c, 1, l->pos, w, 2);
+    }
+    if (op == 0x22 && (l->op == 0x28 || l->op == 0x2D ||
+                       l->op == IW__OP_LOAD_L(0x28) ||
+                       l->op == IW__OP_LOAD_L(0x2D))) {
+        /* an i32.load / i32.load8_u (plain or from local A); local.tee X */
+        uint32_t n = l->end - l->pos, i;
+        if (l->op == 0x28)
+            w[0] = IW__OP_LOAD_TEE;
+        else if (l->op == 0x2D)
+            w[0] = IW__OP_LOAD8U_TEE;
+        else if (l->op == IW__OP_LOAD_L(0x28))
+            w[0] = IW__OP_LOADL_TEE;
+        else
+            w[0] = IW__OP_LOADL8U_TEE;
+        for (i = 1; i < n; i++)
+            w[i] = c->code[l->pos + i];
+        w[n] = a;
+        *fused = true;
+        return fuse_replace(c, 1, l->pos, w, n + 1);
+    }
+    if (op == 0x3A && l->op == 0x2D) { /* i32.load8_u O1; i32.store8 O2 */
+        w[0] = IW__OP_MOVE8;
+        w[1] = c->code[l->pos + 1];
+        w[2] = a;
+        *fused = true;
+        return fuse_replace(c, 1, l->pos, w, 3);
+    }
     if (k >= 0 && (l->op == 0x41 || l->op == 0x20)) {
         bool cst = l->op == 0x41;
         uint32_t v = c->code[l->pos + 1];
@@ -356,6 +422,24 @@ static bool fuse_br_if(vctx *c)
         c->code[l->pos] = IW__OP_BR_EQZ;
         return true;
     }
+    if (op == 0x50) {
+        c->code[l->pos] = IW__OP_BR_EQZ64;
+        return true;
+    }
+    if (op == 0x20 || op == IW__OP_EQZ_L) { /* local.get A / EQZ_L A */
+        c->code[l->pos] = op == 0x20 ? IW__OP_BR_NZ_L : IW__OP_BR_Z_L;
+        return true;
+    }
+    k = fuse_index64(op);
+    if (k >= 11) {
+        c->code[l->pos] = IW__OP_SUPER64(IW__F_BR, (uint32_t)k);
+        return true;
+    }
+    if (op >= IW__OP_SUPER64(IW__F_I, 0) && op < IW__OP_SUPER64(IW__F_BR, 0) &&
+        (op - IW__OP_SUPER64(0u, 0u)) % 32u >= 11u) {
+        c->code[l->pos] = op + (IW__F_BR_I - IW__F_I) * 32u;
+        return true;
+    }
     k = fuse_index(op);
     if (k >= 0 && k >= 11) {
         c->code[l->pos] = IW__OP_SUPER(IW__F_BR, (uint32_t)k);
@@ -393,20 +477,28 @@ static iw_status emit_op(vctx *c, uint32_t op, int nimm, uint32_t a, uint32_t b)
 }
 
 /* Emits the TARGET HEIGHT ARITY triple of a branch to frame f: loops have
- * a known target, other labels are linked into f's patch chain. */
-static iw_status emit_target(vctx *c, vframe *f)
+ * a known target, other labels are linked into f's patch chain.  vbase is
+ * the operand count below the branch values: when they already sit at the
+ * label's height (the common case) the triple says "no move" as HEIGHT =
+ * height + arity, ARITY = 0, which has the same effect at run time. */
+static iw_status emit_target(vctx *c, vframe *f, uint32_t vbase)
 {
-    uint32_t target;
+    uint32_t target, arity = f->kind == K_LOOP ? f->nparams : f->nresults;
 
     if (f->kind == K_LOOP) {
-        target = f->label_pc;
+        /* skip the loop op: the branch makes its checkpoint */
+        target = (f->label_pc + 1u) | IW__BR_LOOP;
     } else {
         target = f->patch;
         f->patch = c->ncode;
     }
     TRY(emit(c, target));
+    if (vbase == f->height) {
+        TRY(emit(c, c->nlocals + f->height + arity));
+        return emit(c, 0);
+    }
     TRY(emit(c, c->nlocals + f->height));
-    return emit(c, f->kind == K_LOOP ? f->nparams : f->nresults);
+    return emit(c, arity);
 }
 
 /* Points every placeholder of a patch chain at target. */
@@ -838,13 +930,13 @@ static iw_status op_br_table(vctx *c)
                 c->nvals = base;
             }
             if (live)
-                TRY(emit_target(c, g));
+                TRY(emit_target(c, g, c->nvals - tn));
         }
         r->p = end_of_table;
     }
     TRY(pop_n(c, dtypes, dn));
     if (live)
-        TRY(emit_target(c, f));
+        TRY(emit_target(c, f, c->nvals));
     set_unreachable(c);
     return IW_OK;
 }
@@ -1058,7 +1150,7 @@ static iw_status instr(vctx *c, uint8_t op, bool *done)
             } else {
                 if (op == 0x0C || !fuse_br_if(c))
                     TRY(emit(c, op));
-                TRY(emit_target(c, f));
+                TRY(emit_target(c, f, c->nvals));
             }
         }
         if (op == 0x0C) {

@@ -326,6 +326,33 @@ iw_status iw__translate_func(iw_module *m, uint32_t defidx, iw__reader *r);
  *   IW__OP_CONST_SET C X               (i32.const C; local.set X)
  *   IW__OP_COPY A X                    (local.get A; local.set X)
  *
+ * Round 2 (the home flow's JSON stages):
+ *   IW__OP_SUPER64(form, K) ...        the nine forms above for the i64
+ *                                      operators of IW__FUSE_ARITH64 /
+ *                                      IW__FUSE_CMP64 (K as for i32); a
+ *                                      constant C is two words LO HI, so
+ *                                      I is `LO HI`, LI is `A LO HI`;
+ *                                      compares push an i32
+ *   IW__OP_BR_EQZ64 TARGET HEIGHT ARITY  (i64.eqz; br_if)
+ *   IW__OP_EQZ_L A                     (local.get A; i32.eqz)
+ *   IW__OP_BR_Z_L A TARGET HEIGHT ARITY  (local.get A; i32.eqz; br_if)
+ *   IW__OP_BR_NZ_L A TARGET HEIGHT ARITY (local.get A; br_if)
+ *   IW__OP_LOAD_TEE OFFSET X           (i32.load OFFSET; local.tee X)
+ *   IW__OP_LOAD8U_TEE OFFSET X         (i32.load8_u OFFSET; local.tee X)
+ *   IW__OP_LOADL_TEE A OFFSET X        (local.get A; i32.load OFFSET;
+ *                                      local.tee X)
+ *   IW__OP_LOADL8U_TEE A OFFSET X      (the same with i32.load8_u)
+ *   IW__OP_MOVE8 O1 O2                 [dst src] -> []: (i32.load8_u O1;
+ *                                      i32.store8 O2), the load's trap
+ *                                      first
+ *
+ * Branches to a loop label carry TARGET = (word after the loop op) |
+ * IW__BR_LOOP: the branch itself makes the loop head's checkpoint after
+ * moving the values and setting sp (so a suspension there is exactly a
+ * suspension at the loop op, which a resume re-executes).  The loop op
+ * stays for the entry by falling through, so every loop iteration still
+ * passes exactly one checkpoint.
+ *
  * The switch fallback and the computed-goto dispatch of exec.c execute
  * the same words; opcode words are below IW__OP_COUNT.
  */
@@ -354,7 +381,26 @@ iw_status iw__translate_func(iw_module *m, uint32_t defidx, iw__reader *r);
 #define IW__OP_LOAD_L(op) (0x230u + ((op) - 0x28u))
 #define IW__OP_CONST_SET 0x23Eu
 #define IW__OP_COPY 0x23Fu
-#define IW__OP_COUNT 0x240u
+/* i64 operators with fused forms (same K as their i32 counterparts). */
+#define IW__FUSE_ARITH64(X)                                                  \
+    X(0, 0x7C) X(1, 0x7D) X(2, 0x7E) X(3, 0x83) X(4, 0x84) X(5, 0x85)         \
+    X(6, 0x86) X(7, 0x87) X(8, 0x88)
+#define IW__FUSE_CMP64(X)                                                    \
+    X(11, 0x51) X(12, 0x52) X(13, 0x53) X(14, 0x54) X(15, 0x55)              \
+    X(16, 0x56) X(17, 0x57) X(18, 0x58) X(19, 0x59) X(20, 0x5A)
+#define IW__OP_SUPER64(form, k) (0x240u + (form) * 32u + (k))
+#define IW__OP_BR_EQZ64 0x360u
+#define IW__OP_EQZ_L 0x361u
+#define IW__OP_BR_Z_L 0x362u
+#define IW__OP_BR_NZ_L 0x363u
+#define IW__OP_LOAD_TEE 0x364u
+#define IW__OP_LOAD8U_TEE 0x365u
+#define IW__OP_LOADL_TEE 0x366u
+#define IW__OP_LOADL8U_TEE 0x367u
+#define IW__OP_MOVE8 0x368u
+#define IW__OP_COUNT 0x370u
+/* Flag in a branch TARGET word: the target is a loop head (see above). */
+#define IW__BR_LOOP 0x80000000u
 
 /* ------------------------------------------------------------------------ */
 /* Runtime objects (instance.c creates them, exec.c runs them).              */
