@@ -1,0 +1,54 @@
+/*
+ * deploy_int.h - internals shared by the files of src/deploy/: error
+ * formatting, file helpers (bounded reads, atomic replacement) and the test
+ * hook that simulates a crash inside an atomic replacement.  Internal names
+ * use the dp__ prefix.
+ */
+#ifndef ISOFLOW_DEPLOY_INT_H
+#define ISOFLOW_DEPLOY_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "deploy.h"
+
+#define DP__PATH_CAP 4096
+
+/* vsnprintf into err (no-op when err is NULL or errlen 0). */
+void dp__errf(char *err, size_t errlen, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* OpenSSL's last error reason (static storage; "unknown error" if none);
+ * clears the error queue. */
+const char *dp__ossl_reason(void);
+
+/* Lower-case hex of n bytes into out (2n+1 bytes with the NUL). */
+void dp__hex(const uint8_t *b, size_t n, char *out);
+
+/* Creates dir and missing parents (0700).  0, or -1 with errno set. */
+int dp__mkdirs(const char *dir);
+
+/* Reads the whole file path (at most max bytes) into a malloc'ed buffer the
+ * caller frees (never NULL on success, even for an empty file; one spare
+ * byte after the data holds room for a NUL).  Returns
+ * DP_OK, DP_ETOOBIG, DP_ENOENT (missing) or DP_EIO with the reason in err. */
+dp_status dp__read_file(const char *path, size_t max, uint8_t **data,
+                        size_t *len, char *err, size_t errlen);
+
+/*
+ * Replaces path atomically by data: writes path.tmp (mode), fsyncs it,
+ * renames it over path and fsyncs the directory.  Returns DP_OK or DP_EIO
+ * with the reason in err (the temporary file is removed on failure).
+ */
+dp_status dp__write_atomic(const char *path, const void *data, size_t len,
+                           unsigned mode, char *err, size_t errlen);
+
+/* Test hook: when nonzero, the next dp__write_atomic stops after the
+ * temporary file is written and synced and before the rename (as a crash
+ * would), returns DP_EIO "simulated crash" and decrements the counter. */
+extern int dp__crash_before_rename;
+
+#endif /* ISOFLOW_DEPLOY_INT_H */
