@@ -3,7 +3,8 @@
 #
 #   make / make build   release build (-O2) in build/release
 #   make test           deps + ASan/UBSan build in build/test + ctest
-#   make demo           deps + release build + the home flow (examples/home;
+#   make demo           deps + release build + `isoflow demo --duration 30`
+#                       (examples/home as processes: cloud, edge, 50 devices;
 #                       the Wasm showcase: scripts/demo_wasm.sh BUILD_DIR)
 #   make spec           deps + release build + the whole spec suite, summed
 #   make fuzz           libFuzzer build in build/fuzz, runs FUZZ_SECONDS
@@ -50,7 +51,7 @@ test: deps
 	cd $(TESTDIR) && $(CTEST) --output-on-failure -j$(JOBS)
 
 demo: deps release
-	@bash scripts/demo.sh $(RELEASE)
+	@bash scripts/demo.sh $(RELEASE) 30
 
 spec: deps release
 	@bash tests/spec/convert.sh $(SPEC_DIR)/core $(RELEASE)/spec/core

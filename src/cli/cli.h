@@ -47,6 +47,14 @@ int cli_cmd_ca(int argc, char **argv);
 void cli_cmd_ca_help(FILE *out);
 int cli_cmd_node(int argc, char **argv);
 void cli_cmd_node_help(FILE *out);
+int cli_cmd_key(int argc, char **argv);
+void cli_cmd_key_help(FILE *out);
+int cli_cmd_sign(int argc, char **argv);
+void cli_cmd_sign_help(FILE *out);
+int cli_cmd_verify(int argc, char **argv);
+void cli_cmd_verify_help(FILE *out);
+int cli_cmd_demo(int argc, char **argv);
+void cli_cmd_demo_help(FILE *out);
 
 /* Prints "isoflow: <message>\n" to stderr. */
 void cli_errf(const char *fmt, ...)

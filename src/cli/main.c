@@ -24,10 +24,18 @@ static const cli_command commands[] = {
      cli_cmd_run_help},
     {"node", "run one node of a flow, linked to the others over mutual TLS",
      cli_cmd_node, cli_cmd_node_help},
+    {"demo", "the home system as processes: cloud, edge, N devices",
+     cli_cmd_demo, cli_cmd_demo_help},
     {"stages", "list the stage kinds (builtins) and their documentation",
      cli_cmd_stages, cli_cmd_stages_help},
     {"ca", "create a certificate authority, issue node certificates",
      cli_cmd_ca, cli_cmd_ca_help},
+    {"key", "create Ed25519 keys for signing modules", cli_cmd_key,
+     cli_cmd_key_help},
+    {"sign", "sign a module (detached signature FILE.sig)", cli_cmd_sign,
+     cli_cmd_sign_help},
+    {"verify", "check a module's signature against trusted keys",
+     cli_cmd_verify, cli_cmd_verify_help},
     {"help", "show help for a command", cmd_help, cmd_help_help},
 };
 

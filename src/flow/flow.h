@@ -167,6 +167,75 @@ typedef struct fl_node_stats {
 } fl_node_stats;
 FL_API void fl_runtime_node_stats(fl_runtime *rt, fl_node_stats *out /* OUT */);
 
+/* ------------------------------------------------------------------------ */
+/* Live update (docs/RUNTIME.md "Live update"): one wasm stage's code is
+ * replaced in a running runtime, between two messages of each instance,
+ * with its kv state kept; a new version that traps soon after the switch
+ * is rolled back by the runtime itself.  Not concurrently with
+ * fl_runtime_stop/fl_runtime_free.                                        */
+
+typedef enum fl_swap_state {
+    FL_SWAP_NONE = 0,        /* never swapped: the declaration's file */
+    FL_SWAP_WATCHING = 1,    /* swapped; inside the rollback window */
+    FL_SWAP_ACTIVE = 2,      /* swapped; the window passed without failure */
+    FL_SWAP_ROLLED_BACK = 3, /* the last version trapped: the previous runs */
+    FL_SWAP_REJECTED = 4     /* the last swap was refused: nothing changed */
+} fl_swap_state;
+
+typedef struct fl_swap_result {
+    fl_status status;        /* FL_OK: switched; else why it was refused */
+    uint32_t version;        /* the version running after the call */
+    uint32_t from_version;   /* the version it replaced (or still runs) */
+    uint32_t instances;      /* instances switched */
+    double prepare_us;       /* load + validate (before any pause) */
+    double pause_us;         /* instances held at a message boundary while
+                                their new instances were created, init and
+                                migrate ran, and they were installed */
+    char reason[256];        /* why refused ("" on success) */
+} fl_swap_result;
+
+/*
+ * Replaces the code of wasm stage `stage` with the module `wasm` (len
+ * bytes, borrowed) as version `version`.  Validates and loads the module,
+ * then holds every instance of the stage at its next message boundary (the
+ * message in flight finishes on the old code), creates one new instance per
+ * instance, runs init(config) and migrate(from_version) if exported; only
+ * when all succeed are they installed (the old ones destroyed) and the
+ * instances released: the next message runs on the new code.  Any failure
+ * changes nothing (kv state written by a failed init/migrate is restored).
+ * Returns FL_OK or the refusal (FL_ARG: no such stage / not wasm / stage
+ * stopped / a version rolled back before; FL_CHECK: invalid module or init
+ * or migrate failed; FL_STOPPED: instances did not reach a boundary in
+ * 2 s); `out` (may be NULL) gets the figures and the reason.
+ */
+FL_API fl_status fl_runtime_swap(fl_runtime *rt, const char *stage,
+                                 const uint8_t *wasm, size_t len,
+                                 uint32_t version,
+                                 fl_swap_result *out /* OUT */);
+
+/* The rollback rule: after a swap, `traps` traps (default 1) while fewer
+ * than `messages` calls (default 100) were made or less than `window_ms`
+ * (default 5000) passed since the switch send the stage back to its
+ * previous version.  traps 0 disables rollback.  Applies to later swaps. */
+typedef struct fl_swap_policy {
+    uint32_t traps;
+    uint32_t messages;
+    uint32_t window_ms;
+} fl_swap_policy;
+FL_API void fl_runtime_swap_policy(fl_runtime *rt, const fl_swap_policy *p);
+
+typedef struct fl_swap_status {
+    fl_swap_state state;
+    uint32_t version;        /* running now */
+    uint32_t last_version;   /* last deployed (rolled back or refused one) */
+    uint32_t swaps, rollbacks, rejected;
+    uint64_t calls_since_swap; /* counted while watching */
+    char reason[256];        /* last rollback or refusal, "" when none */
+} fl_swap_status;
+/* FL_OK, or FL_ARG when there is no such stage. */
+FL_API fl_status fl_runtime_swap_status(fl_runtime *rt, const char *stage,
+                                        fl_swap_status *out /* OUT */);
+
 #ifdef __cplusplus
 }
 #endif

@@ -241,6 +241,83 @@ int fl__rt_inject(fl_runtime *rt, const fl__wire *w, fl__tok *tok);
 _Atomic uint64_t *fl__rt_dev_seq(fl_runtime *rt, uint32_t d);
 /* The node's local device index, or -1 (edge/cloud nodes). */
 int32_t fl__rt_node_device(const fl_runtime *rt);
+/* Demand across links: adds delta (may be negative) to the credits of the
+ * local instances of source stage `stage` whose credits come from the link
+ * (a demand source feeding a remote stage) and wakes them.  Returns the
+ * number of such instances (0: not a link-credited source here). */
+int fl__rt_link_credit(fl_runtime *rt, uint32_t stage, int32_t delta);
+/* Pull across links: `asks` asks (one produce() call each; 0: none) for
+ * the local instances of pull source stage `stage` that feed a remote
+ * stage.  Returns the number of such instances. */
+int fl__rt_link_ask(fl_runtime *rt, uint32_t stage, uint32_t asks);
+
+/* ------------------------------------------------------------------------ */
+/* Live update (rt_swap.c, docs/RUNTIME.md "Live update").                  */
+
+/* stage_wasm.c: a wasm module given as bytes, shared by reference.        */
+typedef struct fl__wmod fl__wmod;
+/* Validates `bytes` as a new version of wasm stage d (engine validation,
+ * imports, ABI exports, the exports its role needs); FL_OK with a
+ * reference, FL_ARG (not a wasm stage), FL_CHECK or FL_NOMEM with err. */
+fl_status fl__wasm_load(const fl__stage *d, const uint8_t *bytes, size_t len,
+                        fl__wmod **out, char *err, size_t errlen);
+void fl__wasm_mod_release(fl__wmod *m);
+fl__wmod *fl__wasm_mod_ref(fl__wmod *m); /* one more reference; returns m */
+uint64_t fl__wasm_mod_hash(const fl__wmod *m); /* FNV-1a 64 of the bytes */
+/* The module a wasm host instance runs, with a new reference. */
+fl__wmod *fl__wasm_inst_mod(fl__inst *in);
+/* Creates an instance of m for stage d and runs its init(config). */
+fl_status fl__wasm_create_mod(const fl__stage *d, fl__wmod *m,
+                              const if_host_api *api, void *ctx,
+                              fl__inst **out, char *err, size_t errlen);
+/* Runs stage_migrate(from) when the module defines it (else FL_OK). */
+fl_status fl__wasm_migrate(fl__inst *in, int32_t from, char *err,
+                           size_t errlen);
+
+/* rt_swap.c: one stage's swap state, owned by the runtime's stage.        */
+typedef struct fl__swst fl__swst;
+fl__swst *fl__swap_new(void);
+void fl__swap_free(fl__swst *s);
+/* Worker side.  One call handled while the instance watches: returns
+ * whether the stage is still in its post-swap window. */
+bool fl__swap_seen(fl__swst *s);
+/* A trap: true when it makes the stage roll back (the generation moves on
+ * and the current code becomes the previous version). */
+bool fl__swap_trap(fl__swst *s, const char *why);
+/* The rollback generation (an instance running another one reloads). */
+uint32_t fl__swap_gen(fl__swst *s);
+/* The code instances run now: a module reference (NULL: the declaration's
+ * file, never swapped), its version and the generation. */
+fl__wmod *fl__swap_current(fl__swst *s, uint32_t *version, uint32_t *gen);
+
+/* runtime.c side, for rt_swap.c (not concurrently with stop/free).        */
+/* Stage by name: index, declaration, local instances, stopped flag; false
+ * when there is no such stage. */
+bool fl__rt_stage_info(fl_runtime *rt, const char *name, uint32_t *idx,
+                       const fl__stage **decl, uint32_t *ninst,
+                       bool *stopped, fl__swst **sw);
+/* Parks every instance of a stage at its next message boundary (ticket !=
+ * 0) and waits for all acknowledgements, or unparks (ticket 0).  FL_OK, or
+ * FL_STOPPED when the instances did not park within timeout_ms (they are
+ * unparked again). */
+fl_status fl__rt_park(fl_runtime *rt, uint32_t stage, uint32_t ticket,
+                      uint32_t timeout_ms);
+/* Parked instances only.  Creates instance k's new host from m, running
+ * init then migrate(from) with if_meta(VERSION) = version. */
+fl_status fl__rt_prepare(fl_runtime *rt, uint32_t stage, uint32_t k,
+                         fl__wmod *m, uint32_t version, uint32_t from,
+                         fl__inst **out, char *err, size_t errlen);
+/* Installs a prepared host as instance k's (the old one is destroyed). */
+void fl__rt_install(fl_runtime *rt, uint32_t stage, uint32_t k,
+                    fl__inst *host, uint32_t version, uint32_t gen,
+                    bool watching);
+/* Instance k's host (may be NULL) and kv table. */
+fl__inst *fl__rt_inst_host(fl_runtime *rt, uint32_t stage, uint32_t k);
+fl__kv *fl__rt_inst_kv(fl_runtime *rt, uint32_t stage, uint32_t k);
+/* Stage i's swap state, NULL past the last stage. */
+fl__swst *fl__rt_stage_swst(fl_runtime *rt, uint32_t i);
+/* Destroys a host of the stage's kind (a prepared one not installed). */
+void fl__rt_host_destroy(fl_runtime *rt, uint32_t stage, fl__inst *host);
 
 /* ------------------------------------------------------------------------ */
 /* Hooks for the runtime tests.                                             */

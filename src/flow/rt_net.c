@@ -8,9 +8,13 @@
  *
  * Threads: the link loop's callbacks only record (frames are copied into
  * the peer's inbox); one pump thread injects inbox messages into the
- * runtime, advances ack watermarks and sends spooled messages.  Workers
- * append to spools through fl__net_send.  One mutex (n->mu) guards all the
- * state below; nt_conn_close is never called with it held.
+ * runtime, advances ack watermarks and sends spooled messages, visiting
+ * only the peers on its active list.  Workers append to spools through
+ * fl__net_send.  One mutex (n->mu) guards all the state below; peers are
+ * found by hash (name, connection), so its sections are O(1) per message
+ * however many device links an edge holds; nt_conn_close is never called
+ * with it held.  Demand credits (CREDIT) and pull asks (PULL) cross links
+ * as docs/NODES.md describes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +36,10 @@
 #define NET_SEQ_LEASE 4096u   /* device seq numbers reserved ahead on disk */
 #define NET_PREFIX 3u         /* wire payload prefix: kind, src + 1 (u16) */
 #define NET_PATH 1024
+#define NET_DEFAULT_CREDITS 16u /* a demand source's credits when unset
+                                   (RT_DEFAULT_CREDITS of runtime.c) */
+
+#define NET_MAX_LINKSRC 8u   /* demand/pull sources tracked per node */
 
 typedef struct rxbuf {        /* one DATA frame payload waiting for the pump */
     struct rxbuf *next;
@@ -49,13 +57,53 @@ typedef struct peer {
     uint64_t in_seen;         /* highest link seq taken from it */
     uint64_t in_done;         /* ack watermark (persisted) */
     uint64_t in_done_sent;    /* last ACK sent */
-    int wmfd;                 /* in-NAME.seq */
+    int wmfd;                 /* in-NAME.seq, or n->devwm */
+    off_t wmoff;              /* the watermark's offset in wmfd */
     fl__tok *thead, *ttail;   /* ingress tokens in seq order */
     rxbuf *rxh, *rxt;         /* inbox */
     size_t rxoff;             /* next message of rxh */
+    uint32_t owe_n[NET_MAX_LINKSRC]; /* credits owed per n->csrc entry, sent
+                                  after the ACK that covers them */
+    uint64_t pulls;           /* PULL frames sent to it */
+    int isdev;                /* a device connecting to us */
+    int active;               /* on the pump's active list */
+    struct peer *anext;
 } peer;
 
-typedef struct unbound {      /* accepted, no HELLO yet */
+/* Open-addressing hash map from a pointer (a connection) to a pointer
+ * (its peer or unbound record): linear probing, deletion by backward
+ * shift, at most half full.  Lookups are O(1) for thousands of links. */
+typedef struct pent {
+    const void *k;
+    void *v;
+} pent;
+typedef struct pmap {
+    pent *e;
+    uint32_t cap, n;          /* cap: 0 or a power of two */
+} pmap;
+
+/* An ingress token and the demand source stage its message came from (the
+ * credit to return when it is done), or -1. */
+typedef struct ntok {
+    fl__tok t;
+    int32_t csrc;             /* index in n->csrc, or -1 */
+} ntok;
+
+/* A demand or pull source of the flow placed on devices (docs/NODES.md,
+ * "Demand and pull across links"). */
+typedef struct linksrc {
+    uint32_t stage;
+    uint32_t src;             /* graph source index */
+    uint32_t window;          /* the source's credits */
+    uint64_t period;          /* pull: ns between asks (scaled) */
+    uint64_t due;             /* pull (consumer): monotonic ns of next ask */
+    int local;                /* device node: a local link-fed instance */
+    int initial;              /* device: the next CREDIT is the initial grant */
+    int64_t granted;          /* device: the window granted last */
+    uint64_t acked, credited; /* device: records acknowledged / credits got */
+} linksrc;
+
+typedef struct unbound {      /* accepted, no HELLO yet (heap, in n->ubmap) */
     nt_conn *c;
     char cn[NT_MAX_NAME + 1]; /* certificate name ("" when plaintext) */
 } unbound;
@@ -77,11 +125,14 @@ struct fl__net {
     pthread_cond_t cv;
     pthread_t th;
     int running, quit, paused;
-    peer **peers;
+    peer **peers;             /* every peer, in creation order */
     uint32_t npeers, cap;
+    peer **byname;            /* hash table of peers by name (ncap slots) */
+    uint32_t ncap;
+    pmap byconn;              /* connection -> peer */
+    pmap ubmap;               /* connection -> unbound */
+    peer *ahead, *atail;      /* peers the pump must visit */
     peer *down;               /* the node we connect to, or NULL */
-    unbound *ub;
-    uint32_t nub, ubcap;
     nt_buf enc, out;          /* record encoding (workers), frames (pump) */
     uint8_t *rec;             /* one record */
     uint64_t n_in, n_out;
@@ -92,6 +143,14 @@ struct fl__net {
     uint64_t act_done;
     int actfd;                /* act.seq */
     uint64_t logged_drop;
+    linksrc csrc[NET_MAX_LINKSRC]; /* demand sources on devices */
+    uint32_t ncsrc;
+    linksrc psrc[NET_MAX_LINKSRC]; /* pull sources on devices */
+    uint32_t npsrc;
+    uint64_t asks_in;         /* device: PULL frames answered */
+    int quiet_links;          /* many devices: no per-device link lines */
+    int devwm;                /* in-devices.seq: the watermarks of the
+                                 device links, 21 bytes per device index */
 };
 
 static void nlog(const char *fmt, ...)
@@ -146,37 +205,209 @@ static int mkdirs(const char *path)
     return mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-/* Reads a u64 written as decimal text; 0 when missing. */
-static uint64_t read_u64(int fd)
+/* Reads a u64 written as decimal text at byte offset off; 0 when missing. */
+static uint64_t read_u64_at(int fd, off_t off)
 {
-    char buf[32];
-    ssize_t r = pread(fd, buf, sizeof buf - 1, 0);
+    char buf[22];
+    ssize_t r = pread(fd, buf, 21, off);
     if (r <= 0)
         return 0;
     buf[r] = '\0';
     return strtoull(buf, NULL, 10);
 }
 
-/* Overwrites the file with v as fixed-width decimal (20 digits: the write
- * never changes the length, so a crash leaves the old or the new value). */
-static void write_u64(int fd, uint64_t v)
+/* Overwrites the 21 bytes at off with v as fixed-width decimal and a
+ * newline (20 digits: the write never changes the length, so a crash leaves
+ * the old or the new value). */
+static void write_u64_at(int fd, off_t off, uint64_t v)
 {
     char buf[24];
     int k = snprintf(buf, sizeof buf, "%020llu\n", (unsigned long long)v);
-    if (pwrite(fd, buf, (size_t)k, 0) != k)
+    if (pwrite(fd, buf, (size_t)k, off) != k)
         nlog("cannot write a watermark: %s", strerror(errno));
 }
 
-/* The peer called `name`, created (spool and watermark opened) when
- * missing.  NULL when its state cannot be opened.  Under n->mu. */
-static peer *peer_get(fl__net *n, const char *name, int below)
+static uint64_t read_u64(int fd) { return read_u64_at(fd, 0); }
+static void write_u64(int fd, uint64_t v) { write_u64_at(fd, 0, v); }
+
+/* The device index of `name` when it is a device connecting to this node,
+ * else -1. */
+static int64_t device_of(const fl__net *n, const char *name)
+{
+    const fl_graph *g = n->g;
+    for (uint32_t k = 0; k < g->ngroups; k++) {
+        const fl__group *gr = &g->groups[k];
+        if (gr->layer != FL__LAYER_DEVICE || gr->connect_idx < 0 ||
+            strcmp(g->nodes[gr->connect_idx].name, n->name) != 0)
+            continue;
+        for (uint32_t d = gr->first_device; d < gr->first_device + gr->count &&
+                                            d < g->ndevices; d++)
+            if (strcmp(g->device_names[d], name) == 0)
+                return d;
+    }
+    return -1;
+}
+
+static uint32_t ptr_hash(const void *k)
+{
+    uint64_t x = (uint64_t)(uintptr_t)k * 0x9E3779B97F4A7C15ull;
+    return (uint32_t)(x >> 32);
+}
+
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+/* The value of key k in m, or NULL. */
+static void *pmap_get(const pmap *m, const void *k)
+{
+    if (!m->cap || !k)
+        return NULL;
+    for (uint32_t i = ptr_hash(k) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        if (m->e[i].k == k)
+            return m->e[i].v;
+        if (!m->e[i].k)
+            return NULL;
+    }
+}
+
+/* Sets k -> v (replacing); false when out of memory. */
+static bool pmap_put(pmap *m, const void *k, void *v)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        uint32_t nc = m->cap ? m->cap * 2 : 64;
+        pent *ne = calloc(nc, sizeof *ne);
+        if (!ne)
+            return false;
+        for (uint32_t j = 0; j < m->cap; j++)
+            if (m->e[j].k) {
+                uint32_t i = ptr_hash(m->e[j].k) & (nc - 1);
+                while (ne[i].k)
+                    i = (i + 1) & (nc - 1);
+                ne[i] = m->e[j];
+            }
+        free(m->e);
+        m->e = ne;
+        m->cap = nc;
+    }
+    uint32_t i = ptr_hash(k) & (m->cap - 1);
+    while (m->e[i].k && m->e[i].k != k)
+        i = (i + 1) & (m->cap - 1);
+    if (!m->e[i].k)
+        m->n++;
+    m->e[i].k = k;
+    m->e[i].v = v;
+    return true;
+}
+
+/* Removes k (backward shift: no tombstones). */
+static void pmap_del(pmap *m, const void *k)
+{
+    uint32_t i, j, mask = m->cap - 1;
+    if (!m->cap || !k)
+        return;
+    for (i = ptr_hash(k) & mask; m->e[i].k != k; i = (i + 1) & mask)
+        if (!m->e[i].k)
+            return;
+    m->n--;
+    for (j = i;;) {
+        m->e[i].k = NULL;
+        m->e[i].v = NULL;
+        for (;;) {
+            j = (j + 1) & mask;
+            if (!m->e[j].k)
+                return;
+            uint32_t h = ptr_hash(m->e[j].k) & mask;
+            /* e[j] may move to i when its home h is not in (i, j]. */
+            if (i <= j ? (h <= i || h > j) : (h <= i && h > j))
+                break;
+        }
+        m->e[i] = m->e[j];
+        i = j;
+    }
+}
+
+/* Points p at connection c (NULL: none), keeping n->byconn in step. */
+static void set_conn(fl__net *n, peer *p, nt_conn *c)
+{
+    if (p->conn && pmap_get(&n->byconn, p->conn) == p)
+        pmap_del(&n->byconn, p->conn);
+    p->conn = c;
+    if (c && !pmap_put(&n->byconn, c, p))
+        nlog("out of memory indexing the link of %s", p->name);
+}
+
+/* Puts p on the pump's active list (it has something to do). */
+static void mark_active(fl__net *n, peer *p)
+{
+    if (p->active)
+        return;
+    p->active = 1;
+    p->anext = NULL;
+    if (n->atail)
+        n->atail->anext = p;
+    else
+        n->ahead = p;
+    n->atail = p;
+}
+
+/* p's spool, opened on first use (an idle link holds no spool files).
+ * NULL when it cannot be opened.  Under n->mu. */
+static nt_spool *spool_of(fl__net *n, peer *p)
 {
     char path[NET_PATH + 128], err[256];
     nt_spool_opts so;
-    peer *p;
-    for (uint32_t i = 0; i < n->npeers; i++)
-        if (strcmp(n->peers[i]->name, name) == 0)
-            return n->peers[i];
+    if (p->sp)
+        return p->sp;
+    snprintf(path, sizeof path, "%s/out-%s", n->dir, p->name);
+    nt_spool_opts_default(&so);
+    if (nt_spool_open(path, &so, &p->sp, err, sizeof err) != NT_OK) {
+        nlog("cannot open spool %s: %s", path, err);
+        p->sp = NULL;
+        return NULL;
+    }
+    nt_spool_stats st;
+    nt_spool_stats_get(p->sp, &st);
+    p->acked = p->sent = st.first_seq ? st.first_seq - 1 : 0;
+    return p->sp;
+}
+
+/* The seq of the last record appended to sp (0: none). */
+static uint64_t spool_last(nt_spool *sp)
+{
+    nt_spool_stats st;
+    nt_spool_stats_get(sp, &st);
+    return st.next_seq - 1;
+}
+
+/* The peer called `name`, or NULL. */
+static peer *peer_find(const fl__net *n, const char *name)
+{
+    if (!n->ncap)
+        return NULL;
+    for (uint32_t i = name_hash(name) & (n->ncap - 1);;
+         i = (i + 1) & (n->ncap - 1)) {
+        if (!n->byname[i])
+            return NULL;
+        if (strcmp(n->byname[i]->name, name) == 0)
+            return n->byname[i];
+    }
+}
+
+/* The peer called `name`, created (watermark opened; the spool too when
+ * it exists on disk or `eager`, else on first use) when missing.  NULL
+ * when its state cannot be opened.  Under n->mu. */
+static peer *peer_get(fl__net *n, const char *name, int below, int eager)
+{
+    char path[NET_PATH + 128];
+    struct stat sb;
+    peer *p = peer_find(n, name);
+    if (p)
+        return p;
     if (n->npeers == n->cap) {
         uint32_t nc = n->cap ? n->cap * 2 : 16;
         peer **np = realloc(n->peers, nc * sizeof *np);
@@ -185,31 +416,54 @@ static peer *peer_get(fl__net *n, const char *name, int below)
         n->peers = np;
         n->cap = nc;
     }
+    if ((n->npeers + 1) * 2 > n->ncap) {
+        uint32_t nc = n->ncap ? n->ncap * 2 : 64;
+        peer **nb = calloc(nc, sizeof *nb);
+        if (!nb)
+            return NULL;
+        for (uint32_t k = 0; k < n->npeers; k++) {
+            uint32_t i = name_hash(n->peers[k]->name) & (nc - 1);
+            while (nb[i])
+                i = (i + 1) & (nc - 1);
+            nb[i] = n->peers[k];
+        }
+        free(n->byname);
+        n->byname = nb;
+        n->ncap = nc;
+    }
     p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
     snprintf(p->name, sizeof p->name, "%s", name);
     p->below = below;
+    p->wmfd = -1;
     snprintf(path, sizeof path, "%s/out-%s", n->dir, name);
-    nt_spool_opts_default(&so);
-    if (nt_spool_open(path, &so, &p->sp, err, sizeof err) != NT_OK) {
-        nlog("cannot open spool %s: %s", path, err);
+    if ((eager || stat(path, &sb) == 0) && !spool_of(n, p)) {
         free(p);
         return NULL;
     }
-    nt_spool_stats st;
-    nt_spool_stats_get(p->sp, &st);
-    p->acked = p->sent = st.first_seq ? st.first_seq - 1 : 0;
-    snprintf(path, sizeof path, "%s/in-%s.seq", n->dir, name);
-    p->wmfd = open(path, O_RDWR | O_CREAT, 0600);
-    if (p->wmfd < 0) {
-        nlog("cannot open %s: %s", path, strerror(errno));
-        nt_spool_close(p->sp);
-        free(p);
-        return NULL;
+    int64_t dev = below ? device_of(n, name) : -1;
+    p->isdev = dev >= 0;
+    if (dev >= 0 && n->devwm >= 0) { /* one file for every device */
+        p->wmoff = (off_t)dev * 21;
+    } else {
+        snprintf(path, sizeof path, "%s/in-%s.seq", n->dir, name);
+        p->wmfd = open(path, O_RDWR | O_CREAT, 0600);
+        if (p->wmfd < 0) {
+            nlog("cannot open %s: %s", path, strerror(errno));
+            if (p->sp)
+                nt_spool_close(p->sp);
+            free(p);
+            return NULL;
+        }
     }
-    p->in_done = p->in_seen = p->in_done_sent = read_u64(p->wmfd);
+    p->in_done = p->in_seen = p->in_done_sent =
+        read_u64_at(p->wmfd >= 0 ? p->wmfd : n->devwm, p->wmoff);
     n->peers[n->npeers++] = p;
+    uint32_t i = name_hash(p->name) & (n->ncap - 1);
+    while (n->byname[i])
+        i = (i + 1) & (n->ncap - 1);
+    n->byname[i] = p;
     return p;
 }
 
@@ -282,9 +536,9 @@ int fl__net_send(fl__net *n, const fl__wire *w)
         p = n->down;
     } else {
         to = t->layer < n->layer ? node_for(n, w->origin, t->layer) : NULL;
-        p = to ? peer_get(n, to, 1) : NULL;
+        p = to ? peer_get(n, to, 1, 0) : NULL;
     }
-    if (!p) {
+    if (!p || !spool_of(n, p)) {
         if (!n->logged_drop++)
             nlog("no link toward stage %s for a message of origin %u: dropped "
                  "(counted)", t->name, (unsigned)w->origin);
@@ -310,6 +564,7 @@ int fl__net_send(fl__net *n, const fl__wire *w)
         r = 1;
     } else {
         n->n_out++;
+        mark_active(n, p);
     }
     pthread_mutex_unlock(&n->mu);
     if (r == 0)
@@ -363,7 +618,7 @@ static void send_spool(fl__net *n, peer *p)
 {
     for (int round = 0; round < 8; round++) {
         rdctx c = {n, p, 0, 0};
-        if (p->sent >= p->acked + NET_WINDOW)
+        if (!p->sp || p->sent >= p->acked + NET_WINDOW)
             return;
         nt_buf_reset(&n->out);
         if (nt_data_begin(&n->out) != NT_OK)
@@ -376,6 +631,191 @@ static void send_spool(fl__net *n, peer *p)
         if (nt_conn_send(p->conn, n->out.data, n->out.len) != NT_OK)
             return; /* full or closed: retried on the next pass */
         p->sent = c.last;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Demand and pull across links (docs/NODES.md).                            */
+
+/* The n->csrc index of graph source `src` (a demand source), or -1. */
+static int32_t csrc_of_src(const fl__net *n, int32_t src)
+{
+    for (uint32_t i = 0; i < n->ncsrc; i++)
+        if ((int32_t)n->csrc[i].src == src)
+            return (int32_t)i;
+    return -1;
+}
+
+/* Consumer side: sends the credits owed to p (their ACK has gone out).
+ * Under mu. */
+static void send_owed(fl__net *n, peer *p)
+{
+    for (uint32_t i = 0; i < n->ncsrc; i++) {
+        if (!p->owe_n[i])
+            continue;
+        nt_buf_reset(&n->out);
+        if (nt_put_credit(&n->out, n->csrc[i].stage, p->owe_n[i]) != NT_OK ||
+            nt_conn_send(p->conn, n->out.data, n->out.len) != NT_OK)
+            return; /* kept: sent after the next ACK */
+        p->owe_n[i] = 0;
+    }
+}
+
+/* Consumer side: the initial window of every demand source on devices,
+ * right after WELCOME to device peer p.  Under mu. */
+static void grant_initial(fl__net *n, peer *p)
+{
+    nt_buf b;
+    nt_buf_init(&b, 0);
+    memset(p->owe_n, 0, sizeof p->owe_n);
+    for (uint32_t i = 0; i < n->ncsrc; i++) {
+        nt_buf_reset(&b);
+        if (nt_put_credit(&b, n->csrc[i].stage, n->csrc[i].window) == NT_OK)
+            nt_conn_send(p->conn, b.data, b.len);
+    }
+    nt_buf_free(&b);
+}
+
+typedef struct ackctx {
+    fl__net *n;
+    uint64_t to;
+} ackctx;
+
+/* nt_spool_read callback: counts acknowledged demand records per source. */
+static int count_ack(void *user, uint64_t seq, const uint8_t *rec, size_t len)
+{
+    ackctx *c = user;
+    if (seq > c->to)
+        return 1;
+    if (len < 27)
+        return 0;
+    size_t k = 22 + 1 + (size_t)rec[22]; /* origin, seq, ts, stage, topic */
+    if (k + 4 + NET_PREFIX > len || rec[k + 4] != FL__MSG_DATA)
+        return 0;
+    int32_t cs = csrc_of_src(c->n, (int32_t)get16(rec + k + 5) - 1);
+    if (cs >= 0)
+        c->n->csrc[cs].acked++;
+    return 0;
+}
+
+/* Producer side (device node): records (from, to] of the spool to the
+ * consumer are acknowledged; counts the demand ones.  Before nt_spool_ack.
+ * Under mu. */
+static void note_acked(fl__net *n, peer *p, uint64_t from, uint64_t to)
+{
+    ackctx c = {n, to};
+    if (n->dev < 0 || p != n->down || !n->ncsrc || to <= from || !p->sp)
+        return;
+    nt_spool_read(p->sp, from + 1, count_ack, &c);
+}
+
+/* Producer side: a CREDIT frame.  The first after a (re)connect is the
+ * consumer's initial window: the local credits become that window minus
+ * what is really in flight (granted last time, plus the acknowledged
+ * records whose credit never came); later ones add.  Under mu. */
+static void on_credit(fl__net *n, uint32_t stage, uint32_t credits)
+{
+    for (uint32_t i = 0; i < n->ncsrc; i++) {
+        linksrc *c = &n->csrc[i];
+        if (c->stage != stage || !c->local)
+            continue;
+        int64_t delta = credits;
+        if (c->initial) {
+            delta = (int64_t)credits - c->granted +
+                    (int64_t)(c->acked - c->credited);
+            c->granted = credits;
+            c->credited = c->acked;
+            c->initial = 0;
+        } else {
+            c->credited += credits;
+        }
+        if (delta > INT32_MAX / 2)
+            delta = INT32_MAX / 2;
+        if (delta < -(INT32_MAX / 2))
+            delta = -(INT32_MAX / 2);
+        fl__rt_link_credit(n->rt, stage, (int32_t)delta);
+    }
+}
+
+static uint64_t mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Consumer side: PULL frames to every connected device peer for each pull
+ * source whose interval has passed.  Pump thread, under mu. */
+static void send_pulls(fl__net *n)
+{
+    uint64_t now = mono_now();
+    for (uint32_t i = 0; i < n->npsrc; i++) {
+        linksrc *c = &n->psrc[i];
+        if (c->local || now < c->due)
+            continue;
+        c->due += c->period;
+        if (c->due < now) /* far behind: do not burst */
+            c->due = now + c->period;
+        nt_buf_reset(&n->out);
+        if (nt_put_pull(&n->out, c->stage) != NT_OK)
+            continue;
+        for (uint32_t k = 0; k < n->npeers; k++) {
+            peer *p = n->peers[k];
+            if (p->below && p->ready && p->conn &&
+                nt_conn_send(p->conn, n->out.data, n->out.len) == NT_OK)
+                p->pulls++;
+        }
+    }
+}
+
+/* Finds the demand and pull sources placed on devices; on a device node
+ * marks those fed to another node (link credits/asks) and takes back, from
+ * the credits, the demand records still unacknowledged in the spool (they
+ * are in flight: resent and credited once processed). */
+static void linksrc_setup(fl__net *n, double time_scale)
+{
+    const fl_graph *g = n->g;
+    uint64_t now = mono_now();
+    for (uint32_t s = 0; s < g->nsources; s++) {
+        const fl__source *src = &g->sources[s];
+        if (src->stage >= g->nstages ||
+            g->stages[src->stage].layer != FL__LAYER_DEVICE)
+            continue;
+        linksrc *c;
+        if (src->mode == FL__MODE_DEMAND && n->ncsrc < NET_MAX_LINKSRC)
+            c = &n->csrc[n->ncsrc++];
+        else if (src->mode == FL__MODE_PULL && n->npsrc < NET_MAX_LINKSRC)
+            c = &n->psrc[n->npsrc++];
+        else
+            continue;
+        memset(c, 0, sizeof *c);
+        c->stage = src->stage;
+        c->src = s;
+        c->window = src->credits ? src->credits : NET_DEFAULT_CREDITS;
+        uint64_t per = src->interval_ns ? src->interval_ns
+                                         : g->stages[src->stage].every_ns;
+        if (time_scale > 0)
+            per = (uint64_t)((double)per / time_scale);
+        c->period = per ? per : 1000000000ull;
+        c->due = now + c->period;
+        if (n->dev >= 0)
+            c->local = src->mode == FL__MODE_DEMAND
+                           ? fl__rt_link_credit(n->rt, src->stage, 0) > 0
+                           : fl__rt_link_ask(n->rt, src->stage, 0) > 0;
+    }
+    if (n->dev < 0 || !n->down || !n->ncsrc)
+        return;
+    nt_spool_stats st;
+    nt_spool_stats_get(n->down->sp, &st);
+    if (st.next_seq > st.first_seq) {
+        /* Counted as "acked" by note_acked: here, the ones in flight. */
+        note_acked(n, n->down, st.first_seq - 1, st.next_seq - 1);
+        for (uint32_t i = 0; i < n->ncsrc; i++) {
+            linksrc *c = &n->csrc[i];
+            if (c->local && c->acked)
+                fl__rt_link_credit(n->rt, c->stage, -(int32_t)c->acked);
+            c->acked = 0;
+        }
     }
 }
 
@@ -424,16 +864,19 @@ static void take_inbox(fl__net *n, peer *p)
             p->rxoff = off;
             continue;
         }
-        fl__tok *t = malloc(sizeof *t);
-        if (!t)
+        ntok *nt = malloc(sizeof *nt);
+        if (!nt)
             return;
+        fl__tok *t = &nt->t;
+        nt->csrc = w.kind == FL__MSG_DATA && p->isdev ? csrc_of_src(n, w.src)
+                                                      : -1;
         atomic_init(&t->live, 1);
         t->seq = m.seq;
         t->act_seq = final ? w.seq : 0;
         t->next = NULL;
         int r = fl__rt_inject(n->rt, &w, t);
         if (r > 0) {
-            free(t);
+            free(nt);
             return;
         }
         if (p->ttail)
@@ -457,7 +900,10 @@ static void advance(fl__net *n, peer *p, int force)
     while (p->thead &&
            atomic_load_explicit(&p->thead->live, memory_order_acquire) == 0) {
         fl__tok *t = p->thead;
+        int32_t cs = ((ntok *)(void *)t)->csrc;
         p->in_done = t->seq;
+        if (cs >= 0)
+            p->owe_n[cs]++;
         if (t->act_seq > n->act_done)
             n->act_done = t->act_seq;
         p->thead = t->next;
@@ -470,14 +916,18 @@ static void advance(fl__net *n, peer *p, int force)
     if (p->in_done > p->in_done_sent || (force && p->in_done)) {
         if (n->actfd >= 0 && n->act_done)
             write_u64(n->actfd, n->act_done); /* before the ack */
-        write_u64(p->wmfd, p->in_done);
+        write_u64_at(p->wmfd >= 0 ? p->wmfd : n->devwm, p->wmoff, p->in_done);
         if (p->ready && p->conn) {
             nt_buf_reset(&n->out);
             if (nt_put_u64(&n->out, NT_ACK, p->in_done) == NT_OK &&
-                nt_conn_send(p->conn, n->out.data, n->out.len) == NT_OK)
+                nt_conn_send(p->conn, n->out.data, n->out.len) == NT_OK) {
                 p->in_done_sent = p->in_done;
+                send_owed(n, p);
+            }
         } else {
             p->in_done_sent = p->in_done; /* HELLO carries it on reconnect */
+            /* The device reconciles these from the acknowledgement. */
+            memset(p->owe_n, 0, sizeof p->owe_n);
         }
     }
 }
@@ -503,13 +953,26 @@ static void *pump_main(void *arg)
     pthread_mutex_lock(&n->mu);
     while (!n->quit) {
         lease_seq(n);
-        for (uint32_t i = 0; i < n->npeers; i++) {
-            peer *p = n->peers[i];
+        if (!n->paused && n->npsrc)
+            send_pulls(n);
+        /* Only the peers with something to do; a peer stays on the list
+         * while messages of it are in flight here, its inbox is not
+         * empty, or it has records to send. */
+        peer *p = n->ahead;
+        n->ahead = n->atail = NULL;
+        while (p) {
+            peer *next = p->anext;
+            p->active = 0;
             if (!n->paused)
                 take_inbox(n, p);
             advance(n, p, 0);
             if (p->ready && p->conn)
                 send_spool(n, p);
+            if (p->thead || (p->rxh && !n->paused) || p->in_done > p->in_done_sent ||
+                (p->ready && p->conn && p->sp && p->sent < p->acked + NET_WINDOW &&
+                 p->sent < spool_last(p->sp)))
+                mark_active(n, p);
+            p = next;
         }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -568,25 +1031,15 @@ static int on_open(void *user, nt_conn *c, const char *peer_name, int role)
             nlog("refusing %s (role %s): not a node of this flow that "
                  "connects to %s", peer_name, nt_role_name(role), n->name);
             rc = -1;
-        } else if (n->nub < 4096) {
-            if (n->nub == n->ubcap) {
-                uint32_t nc = n->ubcap ? n->ubcap * 2 : 16;
-                unbound *nu = realloc(n->ub, nc * sizeof *nu);
-                if (nu) {
-                    n->ub = nu;
-                    n->ubcap = nc;
-                }
-            }
-            if (n->nub < n->ubcap) {
-                n->ub[n->nub].c = c;
-                snprintf(n->ub[n->nub].cn, sizeof n->ub[n->nub].cn, "%s",
-                         n->tls ? peer_name : "");
-                n->nub++;
+        } else {
+            unbound *u = calloc(1, sizeof *u);
+            if (u && pmap_put(&n->ubmap, c, u)) {
+                u->c = c;
+                snprintf(u->cn, sizeof u->cn, "%s", n->tls ? peer_name : "");
             } else {
+                free(u);
                 rc = -1;
             }
-        } else {
-            rc = -1;
         }
     }
     pthread_mutex_unlock(&n->mu);
@@ -617,12 +1070,10 @@ static void on_hello(fl__net *n, nt_conn *c, const nt_frame *f)
             return;
         p = n->down;
     } else {
-        uint32_t i;
-        for (i = 0; i < n->nub && n->ub[i].c != c; i++)
-            ;
-        if (i == n->nub)
+        unbound *u = pmap_get(&n->ubmap, c);
+        if (!u)
             return; /* HELLO twice */
-        if ((n->ub[i].cn[0] && strcmp(n->ub[i].cn, h.name) != 0) ||
+        if ((u->cn[0] && strcmp(u->cn, h.name) != 0) ||
             !connects_to_me(n, h.name)) {
             snprintf(why, sizeof why, "node %s does not connect to %s",
                      h.name, n->name);
@@ -630,31 +1081,41 @@ static void on_hello(fl__net *n, nt_conn *c, const nt_frame *f)
             send_refuse(c, why);
             return;
         }
-        n->ub[i] = n->ub[--n->nub];
-        p = peer_get(n, h.name, 1);
+        pmap_del(&n->ubmap, c);
+        free(u);
+        p = peer_get(n, h.name, 1, 0);
         if (!p) {
             send_refuse(c, "no state for this peer");
             return;
         }
-        p->conn = c;
+        if (p->conn && p->conn != c) /* a newer connection of the same peer */
+            p->ready = 0;
+        set_conn(n, p, c);
         send_hello(n, c, NT_WELCOME, p);
     }
-    if (h.last_seq_seen > p->acked) {
+    if (h.last_seq_seen > p->acked && p->sp) {
+        note_acked(n, p, p->acked, h.last_seq_seen);
         p->acked = h.last_seq_seen;
         nt_spool_ack(p->sp, p->acked);
     }
     p->sent = p->acked; /* resend what is not acknowledged */
     p->ready = 1;
-    nlog("link to %s up (resuming after seq %llu)", p->name,
-         (unsigned long long)p->sent);
+    if (f->type == NT_WELCOME)
+        for (uint32_t i = 0; i < n->ncsrc; i++)
+            n->csrc[i].initial = 1;
+    else if (n->ncsrc && p->isdev)
+        grant_initial(n, p);
+    mark_active(n, p);
+    wake_pump(n);
+    if (!n->quiet_links || !p->below)
+        nlog("link to %s up (resuming after seq %llu, %llu spooled)", p->name,
+             (unsigned long long)p->sent,
+             (unsigned long long)(p->sp ? spool_last(p->sp) - p->acked : 0));
 }
 
 static peer *peer_of(fl__net *n, nt_conn *c)
 {
-    for (uint32_t i = 0; i < n->npeers; i++)
-        if (n->peers[i]->conn == c)
-            return n->peers[i];
-    return NULL;
+    return pmap_get(&n->byconn, c);
 }
 
 static void on_frame(void *user, nt_conn *c, const nt_frame *f)
@@ -694,6 +1155,7 @@ static void on_frame(void *user, nt_conn *c, const nt_frame *f)
         else
             p->rxh = b;
         p->rxt = b;
+        mark_active(n, p);
         wake_pump(n);
         break;
     }
@@ -701,12 +1163,31 @@ static void on_frame(void *user, nt_conn *c, const nt_frame *f)
         p = peer_of(n, c);
         if (p && nt_u64_decode(f, &v, err, sizeof err) == NT_OK &&
             v > p->acked && v <= p->sent) {
+            note_acked(n, p, p->acked, v);
             p->acked = v;
             nt_spool_ack(p->sp, v);
+            mark_active(n, p);
             wake_pump(n);
         }
         break;
-    default: /* CREDIT, PULL: not used yet; BYE, REFUSE: the link closes */
+    case NT_CREDIT: {
+        uint32_t stage, credits;
+        p = peer_of(n, c);
+        if (p && p == n->down && p->ready &&
+            nt_credit_decode(f, &stage, &credits, err, sizeof err) == NT_OK)
+            on_credit(n, stage, credits);
+        break;
+    }
+    case NT_PULL: {
+        uint32_t stage;
+        p = peer_of(n, c);
+        if (p && p == n->down && p->ready && !n->paused &&
+            nt_pull_decode(f, &stage, err, sizeof err) == NT_OK &&
+            fl__rt_link_ask(n->rt, stage, 1) > 0)
+            n->asks_in++;
+        break;
+    }
+    default: /* BYE, REFUSE: the link closes */
         break;
     }
     pthread_mutex_unlock(&n->mu);
@@ -716,18 +1197,18 @@ static void on_close(void *user, nt_conn *c, const char *reason)
 {
     fl__net *n = user;
     pthread_mutex_lock(&n->mu);
-    for (uint32_t i = 0; i < n->nub; i++)
-        if (n->ub[i].c == c) {
-            n->ub[i] = n->ub[--n->nub];
-            break;
-        }
+    unbound *u = pmap_get(&n->ubmap, c);
+    if (u) {
+        pmap_del(&n->ubmap, c);
+        free(u);
+    }
     peer *p = peer_of(n, c);
     if (p) {
-        if (p->ready)
+        if (p->ready && (!n->quiet_links || !p->below))
             nlog("link to %s down: %s", p->name, reason);
         p->ready = 0;
         if (p->below)
-            p->conn = NULL; /* accepted handles die after on_close */
+            set_conn(n, p, NULL); /* accepted handles die after on_close */
     }
     pthread_mutex_unlock(&n->mu);
 }
@@ -750,6 +1231,7 @@ fl_status fl__net_new(fl_runtime *rt, const fl_graph *g, const fl_run_opts *o,
     n->dev = fl__rt_node_device(rt);
     n->seqfd = -1;
     n->actfd = -1;
+    n->devwm = -1;
     pthread_mutex_init(&n->mu, NULL);
     pthread_cond_init(&n->cv, NULL);
     nt_buf_init(&n->enc, 0);
@@ -776,12 +1258,21 @@ fl_status fl__net_new(fl_runtime *rt, const fl_graph *g, const fl_run_opts *o,
             }
     }
     n->flow_hash = file_hash(g->file);
+    n->quiet_links = g->ndevices > 64;
     snprintf(n->dir, sizeof n->dir, "%s/%s",
              o->state_dir ? o->state_dir : "state", n->name);
     if (!n->rec || mkdirs(n->dir) != 0) {
         snprintf(err, errlen, "cannot create state directory %s: %s", n->dir,
                  strerror(errno));
         goto fail;
+    }
+    if (n->dev < 0 && n->listen) {
+        snprintf(path, sizeof path, "%s/in-devices.seq", n->dir);
+        n->devwm = open(path, O_RDWR | O_CREAT, 0600);
+        if (n->devwm < 0) {
+            snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+            goto fail;
+        }
     }
     if (!o->insecure) {
         char ca[NET_PATH], crt[NET_PATH], key[NET_PATH];
@@ -797,7 +1288,7 @@ fl_status fl__net_new(fl_runtime *rt, const fl_graph *g, const fl_run_opts *o,
     }
     if (conn >= 0) {
         pthread_mutex_lock(&n->mu);
-        n->down = peer_get(n, g->nodes[conn].name, 0);
+        n->down = peer_get(n, g->nodes[conn].name, 0, 1);
         pthread_mutex_unlock(&n->mu);
         if (!n->down) {
             snprintf(err, errlen, "cannot open the state of link %s -> %s "
@@ -822,6 +1313,9 @@ fl_status fl__net_new(fl_runtime *rt, const fl_graph *g, const fl_run_opts *o,
         }
         n->act_seen = n->act_done = read_u64(n->actfd);
     }
+    pthread_mutex_lock(&n->mu);
+    linksrc_setup(n, o->time_scale);
+    pthread_mutex_unlock(&n->mu);
     *out = n;
     return FL_OK;
 fail:
@@ -866,7 +1360,7 @@ fl_status fl__net_start(fl__net *n, char *err, size_t errlen)
         pthread_mutex_lock(&n->mu); /* on_open compares with down->conn */
         nt_status st = nt_connect(n->loop, n->tls, d->listen, d->layer + 1,
                                   &n->cb, n, &c, e2, sizeof e2);
-        n->down->conn = c;
+        set_conn(n, n->down, c);
         pthread_mutex_unlock(&n->mu);
         if (st != NT_OK) {
             nlog("cannot connect to %s: %s", d->listen, e2);
@@ -886,6 +1380,26 @@ void fl__net_pause(fl__net *n)
     pthread_mutex_unlock(&n->mu);
 }
 
+/* The demand and pull figures at stop (the node tests read them). */
+static void log_link_figures(fl__net *n)
+{
+    for (uint32_t i = 0; i < n->ncsrc; i++)
+        if (n->csrc[i].local)
+            nlog("demand %s: at most %u in flight over the link (window %lld)",
+                 n->g->stages[n->csrc[i].stage].name,
+                 (unsigned)fl__rt_inflight_max(n->rt, n->csrc[i].stage),
+                 (long long)n->csrc[i].granted);
+    for (uint32_t i = 0; i < n->npsrc; i++)
+        if (n->psrc[i].local)
+            nlog("pull %s: %llu asks taken", n->g->stages[n->psrc[i].stage].name,
+                 (unsigned long long)n->asks_in);
+    if (n->npsrc && n->dev < 0)
+        for (uint32_t k = 0; k < n->npeers; k++)
+            if (n->peers[k]->below)
+                nlog("pull: %llu asks sent to %s",
+                     (unsigned long long)n->peers[k]->pulls, n->peers[k]->name);
+}
+
 void fl__net_stop(fl__net *n)
 {
     if (!n || !n->running)
@@ -899,9 +1413,7 @@ void fl__net_stop(fl__net *n)
         for (uint32_t k = 0; k < n->npeers; k++) {
             peer *p = n->peers[k];
             advance(n, p, 0);
-            nt_spool_stats st;
-            nt_spool_stats_get(p->sp, &st);
-            if (p->ready && st.next_seq - 1 > p->acked)
+            if (p->ready && p->sp && spool_last(p->sp) > p->acked)
                 behind = 1;
         }
         pthread_mutex_unlock(&n->mu);
@@ -922,7 +1434,8 @@ void fl__net_stop(fl__net *n)
     for (uint32_t k = 0; k < n->npeers; k++) {
         peer *p = n->peers[k];
         advance(n, p, 1);
-        nt_spool_sync(p->sp);
+        if (p->sp)
+            nt_spool_sync(p->sp);
         if (p->ready && p->conn)
             nt_conn_send(p->conn, bye.data, bye.len);
     }
@@ -930,6 +1443,7 @@ void fl__net_stop(fl__net *n)
         write_u64(n->seqfd, atomic_load(fl__rt_dev_seq(n->rt, (uint32_t)n->dev)));
         fdatasync(n->seqfd);
     }
+    log_link_figures(n);
     pthread_mutex_unlock(&n->mu);
     nt_buf_free(&bye);
     struct timespec ts = {0, 50000000}; /* let the BYEs go out */
@@ -959,13 +1473,19 @@ void fl__net_free(fl__net *n)
             p->thead = t->next;
             free(t);
         }
-        nt_spool_close(p->sp);
+        if (p->sp)
+            nt_spool_close(p->sp);
         if (p->wmfd >= 0)
             close(p->wmfd);
         free(p);
     }
     free(n->peers);
-    free(n->ub);
+    free(n->byname);
+    free(n->byconn.e);
+    for (uint32_t i = 0; i < n->ubmap.cap; i++)
+        if (n->ubmap.e[i].k)
+            free(n->ubmap.e[i].v);
+    free(n->ubmap.e);
     free(n->rec);
     nt_buf_free(&n->enc);
     nt_buf_free(&n->out);
@@ -975,6 +1495,8 @@ void fl__net_free(fl__net *n)
         close(n->seqfd);
     if (n->actfd >= 0)
         close(n->actfd);
+    if (n->devwm >= 0)
+        close(n->devwm);
     pthread_mutex_destroy(&n->mu);
     pthread_cond_destroy(&n->cv);
     free(n);
@@ -989,6 +1511,8 @@ void fl__net_counts(fl__net *n, uint32_t *links_up, uint64_t *msgs_in,
     for (uint32_t i = 0; i < n->npeers; i++) {
         nt_spool_stats st;
         up += n->peers[i]->ready ? 1 : 0;
+        if (!n->peers[i]->sp)
+            continue;
         nt_spool_stats_get(n->peers[i]->sp, &st);
         sp += st.records;
     }

@@ -90,10 +90,22 @@ typedef struct rt_inst {
     fl__msg **dbuf;       /* demand: device-side buffer (ring) */
     uint32_t dcap, dhead, dcount;
     uint64_t retry_at;    /* demand without schedule: next produce attempt */
+    bool link_credit;     /* node mode, demand feeding a remote stage: the
+                             credits come from the link (CREDIT frames) */
+    bool link_pull;       /* node mode, pull feeding a remote stage: asked by
+                             PULL frames instead of its own interval */
+    _Atomic uint32_t asks; /* link_pull: PULL frames not yet answered */
     uint64_t local_seq;   /* seq for sources without a device */
     uint64_t last_seq;
     fl__kv kv;
     _Atomic uint64_t noroute;
+    /* Live update (rt_swap.c): a park request (a ticket; 0: none) and the
+     * worker's acknowledgement at a message boundary; the code version,
+     * the stage's rollback generation it runs, and whether the stage is in
+     * its post-swap watch window (owner only). */
+    _Atomic uint32_t park_req, parked;
+    uint32_t version, gen;
+    bool watching;
 } rt_inst;
 
 struct rt_stage {
@@ -118,6 +130,7 @@ struct rt_stage {
     _Atomic int stopped;
     uint64_t rate_last;   /* under fl_runtime.stats_mu */
     double rate;
+    fl__swst *sw;         /* live-update state (rt_swap.c), owned */
 };
 
 struct rt_worker {
@@ -491,6 +504,48 @@ static void dead_letter(rt_inst *in, const fl__msg *m, const char *what,
 
 static const if_host_api host_api;
 
+/* Creates in's host instance running the stage's current code: the module
+ * of the last swap (rt_swap.c) or, never swapped, the declaration's file;
+ * init runs.  Sets the instance's version and rollback generation. */
+static fl_status inst_create(rt_inst *in, char *err, size_t errlen)
+{
+    uint32_t ver = 1, gen = 0;
+    fl__wmod *m = fl__swap_current(in->st->sw, &ver, &gen);
+    fl_status s;
+    in->phase = PH_INIT;
+    in->version = ver;
+    in->gen = gen;
+    if (m) {
+        s = fl__wasm_create_mod(in->st->d, m, &host_api, in, &in->host, err,
+                                errlen);
+        fl__wasm_mod_release(m);
+    } else {
+        s = in->st->ops->create(in->st->d, &host_api, in, in->device,
+                                &in->host, err, errlen);
+    }
+    in->phase = PH_IDLE;
+    return s;
+}
+
+/* Live update rolled the stage back (rt_swap.c bumped its generation):
+ * replaces in's host, at a message boundary on its own worker, with an
+ * instance of the code now current (the previous version). */
+static void inst_reload(rt_inst *in)
+{
+    char err[RT_ERRLEN];
+    if (in->host) {
+        in->st->ops->destroy(in->host);
+        in->host = NULL;
+    }
+    in->watching = false;
+    err[0] = '\0';
+    if (inst_create(in, err, sizeof err) != FL_OK) {
+        in->host = NULL;
+        rt_log(in->rt, "stage %s (%s): rollback failed: %s", in->st->d->name,
+               inst_name(in), err[0] ? err : "cannot create the instance");
+    }
+}
+
 /*
  * Destroys a trapped instance and, unless the stage exceeded its restart
  * intensity (more than max_restarts restarts within restart_window_ms),
@@ -534,10 +589,7 @@ static void restart_or_stop(rt_inst *in)
     if (stop)
         return;
     err[0] = '\0';
-    in->phase = PH_INIT;
-    fl_status s = st->ops->create(st->d, &host_api, in, in->device, &in->host,
-                                  err, sizeof err);
-    in->phase = PH_IDLE;
+    fl_status s = inst_create(in, err, sizeof err);
     if (s != FL_OK) {
         in->host = NULL;
         rt_log(rt, "stage %s (%s): restart failed: %s", st->d->name,
@@ -557,7 +609,12 @@ static void on_failure(rt_inst *in, const fl__msg *m, const char *what,
     cnt_add(&sc->errors, 1);
     if (s == FL_TRAP) {
         cnt_add(&sc->traps, 1);
-        restart_or_stop(in);
+        /* a trap right after a swap rolls the stage back (rt_swap.c) */
+        if (fl__swap_trap(in->st->sw, text) ||
+            in->gen != fl__swap_gen(in->st->sw))
+            inst_reload(in);
+        else
+            restart_or_stop(in);
     }
 }
 
@@ -697,7 +754,11 @@ static bool out_flush(rt_inst *in, bool drops)
                 }
                 if (r < 0)
                     cnt_add(&stat_of(in)->dropped, 1);
-                credit_settle(rt, in->w, m);
+                /* A credit of a link-credited source comes back over the
+                 * link (rt_net.c), not from this hand-over. */
+                if (r < 0 || m->credit_inst == UINT32_MAX ||
+                    !rt->all[m->credit_inst]->link_credit)
+                    credit_settle(rt, in->w, m);
                 msg_release(rt, in->w, m);
                 e->next++;
                 continue;
@@ -1009,7 +1070,7 @@ static int64_t api_meta(void *ctx, int field)
                                               : (int64_t)m->origin;
         return in->device >= 0 ? in->device : IF_ENOTFOUND;
     case IF_META_VERSION:
-        return 1;
+        return in->version;
     default:
         return IF_EINVAL;
     }
@@ -1100,6 +1161,8 @@ static void call_produce(rt_inst *in)
     s = in->st->ops->produce(in->host, err, sizeof err);
     fl__hist_add(&stat_of(in)->proc, clock_tick(in->w) - t0);
     in->phase = PH_IDLE;
+    if (in->watching)
+        in->watching = fl__swap_seen(in->st->sw);
     if (s != FL_OK && s != FL_PASS) {
         out_discard(in, mark);
         on_failure(in, NULL, "produce", s, err);
@@ -1186,7 +1249,8 @@ static void tick(rt_inst *in, uint64_t now)
     fl_runtime *rt = in->rt;
     if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
         return; /* not rescheduled: sources stop */
-    if (!atomic_load_explicit(&in->st->stopped, memory_order_relaxed)) {
+    if (!atomic_load_explicit(&in->st->stopped, memory_order_relaxed) &&
+        !atomic_load_explicit(&in->park_req, memory_order_acquire)) {
         switch (in->mode) {
         case FL__MODE_PUSH:
             call_produce(in);
@@ -1287,6 +1351,8 @@ static int run_input(rt_inst *in)
     fl__hist_add(&sc->proc, clock_tick(in->w) - t0);
     in->phase = PH_IDLE;
     cnt_add(&sc->in, 1);
+    if (in->watching)
+        in->watching = fl__swap_seen(in->st->sw);
     in->cur_ok = (s == FL_OK || s == FL_PASS);
     if (!in->cur_ok) {
         out_discard(in, 0);
@@ -1305,6 +1371,13 @@ static int run_input(rt_inst *in)
 static unsigned service(rt_inst *in, uint64_t now)
 {
     unsigned n = 0;
+    uint32_t park = atomic_load_explicit(&in->park_req, memory_order_acquire);
+    if (park) { /* live update: stay out of this instance (rt_swap.c) */
+        atomic_store_explicit(&in->parked, park, memory_order_release);
+        return 0;
+    }
+    if (in->gen != fl__swap_gen(in->st->sw))
+        inst_reload(in); /* the stage was rolled back */
     if (in->host && atomic_load_explicit(&in->st->stopped,
                                          memory_order_relaxed)) {
         in->st->ops->destroy(in->host); /* stopped by another worker */
@@ -1325,6 +1398,21 @@ static unsigned service(rt_inst *in, uint64_t now)
             n++;
     if (in->source >= 0 && in->mode == FL__MODE_DEMAND)
         n += demand_pump(in, now) ? 1 : 0;
+    if (in->link_pull && atomic_load_explicit(&in->asks, memory_order_acquire)) {
+        /* One produce() per PULL frame taken (also while stopping: the
+         * link layer takes none after the pause, and the answer drains);
+         * an ask meeting a blocked outbox is skipped and counted, like a
+         * local pull tick. */
+        uint32_t k = atomic_exchange(&in->asks, 0);
+        for (; k > 0; k--, n++) {
+            if (in->nout && !out_flush(in, false)) {
+                cnt_add(&stat_of(in)->dropped, 1);
+                continue;
+            }
+            call_produce(in);
+            out_flush(in, false);
+        }
+    }
     if (in->inq.cells) {
         for (unsigned k = 0; k < RT_BATCH; k++) {
             int r = run_input(in);
@@ -1346,6 +1434,12 @@ static bool has_work(rt_worker *w, uint64_t now, bool *blocked)
     *blocked = false;
     for (uint32_t i = 0; i < w->ninsts; i++) {
         rt_inst *in = w->insts[i];
+        uint32_t park = atomic_load(&in->park_req);
+        if (park) { /* parked: only the acknowledgement is work */
+            if (atomic_load(&in->parked) != park)
+                return true;
+            continue;
+        }
         if (in->nout || in->finish_pending) {
             *blocked = true;
             continue;
@@ -1355,6 +1449,8 @@ static bool has_work(rt_worker *w, uint64_t now, bool *blocked)
         if (in->source >= 0 && in->mode == FL__MODE_DEMAND && !stopping &&
             atomic_load(&in->credits) > 0 &&
             (in->dcount || (in->period == 0 && now >= in->retry_at)))
+            return true;
+        if (in->link_pull && atomic_load(&in->asks))
             return true;
     }
     return false;
@@ -1530,6 +1626,7 @@ static void runtime_destroy(fl_runtime *rt)
         free(st->down);
         free(st->hop);
         free(st->restart_ts);
+        fl__swap_free(st->sw);
         pthread_mutex_destroy(&st->mu);
     }
     free(rt->stages);
@@ -1636,7 +1733,8 @@ static fl_status stage_setup(fl_runtime *rt, uint32_t i, char *err,
                         : rt->o.max_restarts + 1;
     st->restart_ts = calloc(st->restart_k, sizeof *st->restart_ts);
     st->insts = calloc(st->ninst + 1, sizeof *st->insts);
-    if (!st->down || !st->hop || !st->restart_ts || !st->insts) {
+    st->sw = fl__swap_new();
+    if (!st->down || !st->hop || !st->restart_ts || !st->insts || !st->sw) {
         errf(err, errlen, "out of memory");
         return FL_NOMEM;
     }
@@ -1661,6 +1759,15 @@ static fl_status stage_setup(fl_runtime *rt, uint32_t i, char *err,
             st->has_up = true;
     }
     return FL_OK;
+}
+
+/* Node mode: does a stage feed a stage placed on another node? */
+static bool down_remote(const fl_runtime *rt, const rt_stage *st)
+{
+    for (uint32_t k = 0; k < st->ndown; k++)
+        if (rt->stages[st->down[k]].remote)
+            return true;
+    return false;
 }
 
 /* Sets up the source state of every instance of source s's stage. */
@@ -1690,6 +1797,9 @@ static fl_status source_setup(fl_runtime *rt, uint32_t s, char *err,
         in->mode = src->mode;
         in->policy = src->policy;
         in->period = period;
+        in->link_pull = src->mode == FL__MODE_PULL && rt->node_layer >= 0 &&
+                        down_remote(rt, st);
+        atomic_init(&in->asks, 0);
         if (src->mode == FL__MODE_DEMAND) {
             uint32_t c = src->credits ? src->credits : RT_DEFAULT_CREDITS;
             if (c > INT32_MAX / 2)
@@ -1702,6 +1812,9 @@ static fl_status source_setup(fl_runtime *rt, uint32_t s, char *err,
                            : FL__MAX_EMITS;
             if (in->dcap > 65536)
                 in->dcap = 65536;
+            in->link_credit = rt->node_layer >= 0 && down_remote(rt, st);
+            if (in->link_credit) /* granted by the consumer node */
+                atomic_init(&in->credits, 0);
             in->dbuf = calloc(in->dcap, sizeof *in->dbuf);
             if (!in->dbuf) {
                 errf(err, errlen, "out of memory");
@@ -1844,6 +1957,9 @@ fl_status fl_runtime_new(const fl_graph *g, const fl_run_opts *opts,
                 atomic_init(&in->credits, 0);
                 atomic_init(&in->inflight_max, 0);
                 atomic_init(&in->noroute, 0);
+                atomic_init(&in->park_req, 0);
+                atomic_init(&in->parked, 0);
+                in->version = 1;
                 if (st->has_up && !fl__ring_init(&in->inq, qcap))
                     goto fail_nomem;
                 if (st->need_actq && !fl__ring_init(&in->actq, actcap))
@@ -1925,6 +2041,8 @@ fl_status fl_runtime_start(fl_runtime *rt)
             continue;
         if (in->mode == FL__MODE_PUSH)
             in->next_due = rt->t0 + in->period * in->idx / in->st->ninst;
+        else if (in->link_pull)
+            continue; /* asked over the link, no timer */
         else if (in->mode == FL__MODE_PULL)
             in->next_due = rt->t0 + in->period;
         else
@@ -2203,10 +2321,163 @@ int32_t fl__rt_node_device(const fl_runtime *rt)
     return rt->node_dev;
 }
 
+int fl__rt_link_credit(fl_runtime *rt, uint32_t stage, int32_t delta)
+{
+    int n = 0;
+    if (stage >= rt->nstages)
+        return 0;
+    for (uint32_t k = 0; k < rt->stages[stage].ninst; k++) {
+        rt_inst *in = &rt->stages[stage].insts[k];
+        if (!in->link_credit)
+            continue;
+        if (delta) {
+            atomic_fetch_add_explicit(&in->credits, delta,
+                                      memory_order_acq_rel);
+            wake_now(in->w);
+        }
+        n++;
+    }
+    return n;
+}
+
+int fl__rt_link_ask(fl_runtime *rt, uint32_t stage, uint32_t asks)
+{
+    int n = 0;
+    if (stage >= rt->nstages)
+        return 0;
+    for (uint32_t k = 0; k < rt->stages[stage].ninst; k++) {
+        rt_inst *in = &rt->stages[stage].insts[k];
+        if (!in->link_pull)
+            continue;
+        if (asks) {
+            atomic_fetch_add_explicit(&in->asks, asks, memory_order_acq_rel);
+            wake_now(in->w);
+        }
+        n++;
+    }
+    return n;
+}
+
 void fl_runtime_node_stats(fl_runtime *rt, fl_node_stats *out)
 {
     memset(out, 0, sizeof *out);
     if (rt && rt->net)
         fl__net_counts(rt->net, &out->links_up, &out->msgs_in, &out->msgs_out,
                        &out->spooled);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Live update: the runtime side of rt_swap.c (see rt_int.h).               */
+
+bool fl__rt_stage_info(fl_runtime *rt, const char *name, uint32_t *idx,
+                       const fl__stage **decl, uint32_t *ninst,
+                       bool *stopped, fl__swst **sw)
+{
+    for (uint32_t i = 0; rt && name && i < rt->nstages; i++) {
+        rt_stage *st = &rt->stages[i];
+        if (strcmp(st->d->name, name) != 0)
+            continue;
+        *idx = i;
+        *decl = st->d;
+        *ninst = st->ninst;
+        *stopped = atomic_load(&st->stopped) != 0;
+        *sw = st->sw;
+        return true;
+    }
+    return false;
+}
+
+/*
+ * Parks (ticket != 0) or unparks (0) every instance of a stage.  A parked
+ * instance is left alone by its worker from its next message boundary on:
+ * no call into its host, its queues fill (back-pressure as usual).  When
+ * the workers do not run (before start, after stop) nothing needs waiting.
+ */
+fl_status fl__rt_park(fl_runtime *rt, uint32_t stage, uint32_t ticket,
+                      uint32_t timeout_ms)
+{
+    rt_stage *st = &rt->stages[stage];
+    bool live = rt->started && !rt->joined;
+    for (uint32_t k = 0; k < st->ninst; k++)
+        atomic_store_explicit(&st->insts[k].park_req, ticket,
+                              memory_order_release);
+    for (uint32_t k = 0; k < st->ninst; k++)
+        wake_now(st->insts[k].w);
+    if (!ticket || !live)
+        return FL_OK;
+    uint64_t deadline = mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+    for (uint32_t k = 0; k < st->ninst;) {
+        if (atomic_load_explicit(&st->insts[k].parked, memory_order_acquire) ==
+            ticket) {
+            k++;
+            continue;
+        }
+        if (mono_ns() >= deadline) {
+            fl__rt_park(rt, stage, 0, 0);
+            return FL_STOPPED;
+        }
+        struct timespec ts = {0, 20000};
+        nanosleep(&ts, NULL);
+    }
+    return FL_OK;
+}
+
+fl_status fl__rt_prepare(fl_runtime *rt, uint32_t stage, uint32_t k,
+                         fl__wmod *m, uint32_t version, uint32_t from,
+                         fl__inst **out, char *err, size_t errlen)
+{
+    rt_stage *st = &rt->stages[stage];
+    rt_inst *in = &st->insts[k];
+    uint32_t saved = in->version;
+    fl__inst *h = NULL;
+    fl_status s;
+    in->phase = PH_INIT;
+    in->version = version;
+    s = fl__wasm_create_mod(st->d, m, &host_api, in, &h, err, errlen);
+    if (s == FL_OK) {
+        s = fl__wasm_migrate(h, (int32_t)from, err, errlen);
+        if (s != FL_OK) {
+            st->ops->destroy(h);
+            h = NULL;
+        }
+    }
+    in->phase = PH_IDLE;
+    in->version = saved;
+    *out = h;
+    return s;
+}
+
+void fl__rt_install(fl_runtime *rt, uint32_t stage, uint32_t k,
+                    fl__inst *host, uint32_t version, uint32_t gen,
+                    bool watching)
+{
+    rt_stage *st = &rt->stages[stage];
+    rt_inst *in = &st->insts[k];
+    if (in->host)
+        st->ops->destroy(in->host);
+    in->host = host;
+    in->version = version;
+    in->gen = gen;
+    in->watching = watching;
+}
+
+fl__inst *fl__rt_inst_host(fl_runtime *rt, uint32_t stage, uint32_t k)
+{
+    return rt->stages[stage].insts[k].host;
+}
+
+fl__kv *fl__rt_inst_kv(fl_runtime *rt, uint32_t stage, uint32_t k)
+{
+    return &rt->stages[stage].insts[k].kv;
+}
+
+void fl__rt_host_destroy(fl_runtime *rt, uint32_t stage, fl__inst *host)
+{
+    if (host)
+        rt->stages[stage].ops->destroy(host);
+}
+
+fl__swst *fl__rt_stage_swst(fl_runtime *rt, uint32_t i)
+{
+    return rt && i < rt->nstages ? rt->stages[i].sw : NULL;
 }

@@ -15,18 +15,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rt_int.h"
 #include "stage_host.h"
 #include "wasm.h"
 
 /* ---- The module cache. ------------------------------------------------- */
 
-typedef struct wmod {
+typedef struct fl__wmod {
     char *path;        /* as given in the declaration (owned) */
     uint64_t hash;     /* FNV-1a 64 of the file's bytes */
     size_t size;
     iw_module *mod;    /* owned */
     uint32_t refs;     /* instances and checks using it */
-    struct wmod *next;
+    struct fl__wmod *next;
 } wmod;
 
 static pthread_mutex_t wcache_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -59,6 +60,9 @@ static wmod *wcache_find(const char *path, uint64_t hash, size_t size)
  * loaded anew: the content hash identifies the version), with a reference
  * the caller drops with wmod_release().  Errors: FL_IO (unreadable),
  * FL_CHECK (the engine rejects it, its message in err), FL_NOMEM. */
+static fl_status wmod_get(const fl__stage *d, const uint8_t *bytes,
+                          size_t len, wmod **out, char *err, size_t errlen);
+
 static fl_status wmod_acquire(const fl__stage *d, wmod **out, char *err,
                               size_t errlen)
 {
@@ -71,12 +75,24 @@ static fl_status wmod_acquire(const fl__stage *d, wmod **out, char *err,
         snprintf(err, errlen, "stage '%s': %s", d->name, why);
         return st;
     }
+    st = wmod_get(d, bytes, len, out, err, errlen);
+    free(bytes);
+    return st;
+}
+
+/* The module of `bytes` (borrowed) for stage d: from the cache when the
+ * same content was loaded for the same path, else loaded, validated and
+ * cached.  A reference for the caller (wmod_release).  FL_CHECK with the
+ * engine's message, FL_NOMEM. */
+static fl_status wmod_get(const fl__stage *d, const uint8_t *bytes,
+                          size_t len, wmod **out, char *err, size_t errlen)
+{
+    char why[512];
     uint64_t hash = fnv1a(bytes, len);
     pthread_mutex_lock(&wcache_lock);
     wmod *m = wcache_find(d->path, hash, len);
     pthread_mutex_unlock(&wcache_lock);
     if (m) {
-        free(bytes);
         *out = m;
         return FL_OK;
     }
@@ -84,7 +100,6 @@ static fl_status wmod_acquire(const fl__stage *d, wmod **out, char *err,
      * another thread was faster. */
     iw_module *mod = NULL;
     iw_status ist = iw_module_load(bytes, len, &mod, why, sizeof why);
-    free(bytes);
     if (ist != IW_OK) {
         snprintf(err, errlen, "stage '%s': %s: %s", d->name,
                  fl__base_name(d->path), why);
@@ -485,9 +500,11 @@ static uint32_t put_buffer(winst *w, const void *data, size_t len,
 }
 
 /* Creates the store and instance, links the imports, finds the exports.
- * Does not call anything but isoflow_abi and isoflow_caps. */
-static fl_status winst_new(const fl__stage *d, const if_host_api *api,
-                           void *ctx, winst **out, char *err, size_t errlen)
+ * Does not call anything but isoflow_abi and isoflow_caps.  The module is
+ * `given` (a new reference is taken) or, when NULL, the file d->path. */
+static fl_status winst_new(const fl__stage *d, wmod *given,
+                           const if_host_api *api, void *ctx, winst **out,
+                           char *err, size_t errlen)
 {
     winst *w = calloc(1, sizeof *w);
     iw_extern *ext = NULL;
@@ -502,7 +519,15 @@ static fl_status winst_new(const fl__stage *d, const if_host_api *api,
     w->api = api;
     w->ctx = ctx;
     w->fuel = d->fuel ? (int64_t)d->fuel : (int64_t)FL__DEFAULT_FUEL;
-    st = wmod_acquire(d, &w->mod, err, errlen);
+    if (given) {
+        pthread_mutex_lock(&wcache_lock);
+        given->refs++;
+        pthread_mutex_unlock(&wcache_lock);
+        w->mod = given;
+        st = FL_OK;
+    } else {
+        st = wmod_acquire(d, &w->mod, err, errlen);
+    }
     if (st != FL_OK)
         goto fail;
     const char *file = fl__base_name(d->path);
@@ -599,7 +624,7 @@ static fl_status wasm_check(const fl__stage *d, char *err, size_t errlen)
         snprintf(err, errlen, "stage '%s': no .wasm file given", d->name);
         return FL_CHECK;
     }
-    fl_status st = winst_new(d, &fl__dummy_api, NULL, &w, err, errlen);
+    fl_status st = winst_new(d, NULL, &fl__dummy_api, NULL, &w, err, errlen);
     if (st == FL_IO)
         st = FL_CHECK;
     if (st != FL_OK)
@@ -609,13 +634,14 @@ static fl_status wasm_check(const fl__stage *d, char *err, size_t errlen)
     return st;
 }
 
-static fl_status wasm_create(const fl__stage *d, const if_host_api *api,
-                             void *ctx, int32_t device, fl__inst **out,
-                             char *err, size_t errlen)
+/* Creates an instance of `given` (NULL: the file d->path) and runs its
+ * init(config).  *out owned by the caller. */
+static fl_status wasm_create_from(const fl__stage *d, wmod *given,
+                                  const if_host_api *api, void *ctx,
+                                  fl__inst **out, char *err, size_t errlen)
 {
     winst *w = NULL;
-    (void)device;
-    fl_status st = winst_new(d, api, ctx, &w, err, errlen);
+    fl_status st = winst_new(d, given, api, ctx, &w, err, errlen);
     if (st != FL_OK)
         return st;
     const char *cfg = d->config ? d->config : "";
@@ -639,6 +665,14 @@ static fl_status wasm_create(const fl__stage *d, const if_host_api *api,
     }
     *out = (fl__inst *)(void *)w;
     return FL_OK;
+}
+
+static fl_status wasm_create(const fl__stage *d, const if_host_api *api,
+                             void *ctx, int32_t device, fl__inst **out,
+                             char *err, size_t errlen)
+{
+    (void)device;
+    return wasm_create_from(d, NULL, api, ctx, out, err, errlen);
 }
 
 /* Calls an export taking (ptr, len) of a message copied into the guest. */
@@ -733,3 +767,91 @@ const fl__stage_ops fl__wasm_ops = {
     wasm_actuation,
     wasm_destroy,
 };
+
+/* ---- Live update (rt_swap.c; declared in rt_int.h). -------------------- */
+
+/*
+ * Loads and validates `bytes` as a new version of wasm stage d: the engine
+ * validates it, it links against the "isoflow" imports only, exports the
+ * ABI and defines what the stage's role needs (checked on a throw-away
+ * instance with no host behind it; no stage code but isoflow_abi/caps and a
+ * start function runs).  Cached by (path, content hash) like the file's
+ * modules.  Returns FL_OK with a reference (fl__wasm_mod_release), or
+ * FL_CHECK / FL_NOMEM with a message.
+ */
+fl_status fl__wasm_load(const fl__stage *d, const uint8_t *bytes, size_t len,
+                        fl__wmod **out, char *err, size_t errlen)
+{
+    wmod *m = NULL;
+    winst *w = NULL;
+    fl_status st;
+    if (!d->path || strcmp(d->kind ? d->kind : "", "wasm") != 0) {
+        snprintf(err, errlen, "stage '%s' is not a wasm stage", d->name);
+        return FL_ARG;
+    }
+    st = wmod_get(d, bytes, len, &m, err, errlen);
+    if (st != FL_OK)
+        return st;
+    st = winst_new(d, m, &fl__dummy_api, NULL, &w, err, errlen);
+    if (st == FL_OK)
+        st = fl__check_caps(d, w->caps, err, errlen);
+    winst_free(w);
+    if (st != FL_OK) {
+        wmod_release(m);
+        return st == FL_NOMEM ? FL_NOMEM : FL_CHECK;
+    }
+    *out = m;
+    return FL_OK;
+}
+
+void fl__wasm_mod_release(fl__wmod *m)
+{
+    if (m)
+        wmod_release(m);
+}
+
+fl__wmod *fl__wasm_mod_ref(fl__wmod *m)
+{
+    pthread_mutex_lock(&wcache_lock);
+    m->refs++;
+    pthread_mutex_unlock(&wcache_lock);
+    return m;
+}
+
+uint64_t fl__wasm_mod_hash(const fl__wmod *m) { return m ? m->hash : 0; }
+
+/* The module a wasm instance runs, with a new reference. */
+fl__wmod *fl__wasm_inst_mod(fl__inst *in)
+{
+    wmod *m = W(in)->mod;
+    pthread_mutex_lock(&wcache_lock);
+    m->refs++;
+    pthread_mutex_unlock(&wcache_lock);
+    return m;
+}
+
+fl_status fl__wasm_create_mod(const fl__stage *d, fl__wmod *m,
+                              const if_host_api *api, void *ctx,
+                              fl__inst **out, char *err, size_t errlen)
+{
+    return wasm_create_from(d, m, api, ctx, out, err, errlen);
+}
+
+/* Runs isoflow_migrate(from) when the stage defines stage_migrate: FL_OK
+ * (also when it does not), FL_STAGE (it returned non-zero), FL_TRAP. */
+fl_status fl__wasm_migrate(fl__inst *in, int32_t from, char *err,
+                           size_t errlen)
+{
+    winst *w = W(in);
+    int32_t rc = 0;
+    if (!(w->caps & IF_CAP_MIGRATE))
+        return FL_OK;
+    iw_val a = {.type = IW_I32, .of.i32 = from};
+    fl_status st = wcall(w, w->f_migrate, "isoflow_migrate", &a, 1, &rc,
+                         err, errlen);
+    if (st == FL_OK && rc != 0) {
+        snprintf(err, errlen, "stage_migrate returned %d", rc);
+        return FL_STAGE;
+    }
+    return st;
+}
