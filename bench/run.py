@@ -11,7 +11,7 @@ name -> number (default build/bench/results.json).
     python3 bench/run.py [--build DIR] [--reps N] [--out FILE]
                          [--programs a,b] [--runtimes native,isoflow,node]
                          [--isoflow CMD] [--smoke] [--selftest]
-                         [--only all|programs|flows]
+                         [--only all|programs|flows|nodes]
 
 Then the flow engine benchmarks (bench/flows/, see "Flow engine" in
 bench/RESULTS.md): `isoflow run` of a 3-stage pipeline of trivial Wasm stages
@@ -819,6 +819,64 @@ def flow_selftest():
     return fails
 
 
+# Node benchmarks (bench/nodes/nodes.py, "Nodes" in bench/RESULTS.md):
+# device -> edge -> cloud `isoflow node` processes over mutual TLS on
+# loopback (throughput, end-to-end p50/p99 measured by a cloud sink stage,
+# CPU per node) and the device connections one edge holds at 1 msg/s each.
+# BENCH_ONLY=nodes (or --only nodes) runs only them and merges nodes.*
+# figures into an existing results file; BENCH_NODE_SECONDS sets the
+# seconds per throughput run (default 8).
+
+def nodes_section(args, build):
+    """Runs the node benchmarks and prints their table; returns (flat
+    nodes.* figures, failures)."""
+    sys.path.insert(0, os.path.join(HERE, "nodes"))
+    import nodes
+    iso = shlex.split(args.isoflow) if args.isoflow else \
+        [os.path.join(build, "isoflow")]
+    stages = os.path.join(build, "stages")
+    if not os.path.exists(os.path.join(stages, "bench_pass.wasm")):
+        return {}, ["not built (run `make build` first): " + stages]
+    seconds = float(os.environ.get("BENCH_NODE_SECONDS") or 8)
+    print("isoflow node benchmarks: cloud, edge and %d device processes "
+          "over TLS, %g s per run; then device connections"
+          % (nodes.DEVICES, seconds), flush=True)
+    t0 = time.perf_counter()
+    data, failures, notes = nodes.nodes_main(
+        iso, stages, seconds, args.smoke, lambda s: print(s, flush=True))
+    data["nodes.total_s"] = round(time.perf_counter() - t0, 1)
+    best = data.get("nodes.max_msgs", 0)
+    print("\nNodes: %s msg/s best at the cloud (target >= 300,000): %s"
+          % (fmt_rate(best), "met" if best >= 300000 else "MISSED"))
+    if "nodes.half.p99_us" in data:
+        p99 = data["nodes.half.p99_us"]
+        print("Nodes: e2e p99 %.0f us at %s msg/s offered (target < 10 ms "
+              "at half of 300,000): %s"
+              % (p99, fmt_rate(data["nodes.half.offered"]),
+                 "met" if p99 < 10000 and best >= 300000 else "MISSED"))
+    for n in nodes.CONNECTIONS:
+        k = "nodes.conn_%d." % n
+        if k + "connected" in data:
+            print("Nodes: %d devices: %d connected, edge %.1f%% of a core, "
+                  "%.1f MB" % (n, data[k + "connected"],
+                               data[k + "edge_cpu_pct"],
+                               data[k + "edge_rss_kb"] / 1024.0))
+    for s in notes:
+        print("Nodes: " + s)
+    return data, failures
+
+
+def nodes_cli(args, build):
+    """BENCH_ONLY=nodes: the node benchmarks alone, merged into --out."""
+    data, failures = nodes_section(args, build)
+    if data:
+        write_results(args.out, data, not args.smoke)
+        print("\nwrote %s (%d node figures)" % (args.out, len(data)))
+    for f in failures:
+        print("run.py: " + f, file=sys.stderr)
+    return 1 if failures else 0
+
+
 def write_results(path, data, merge):
     """Writes the flat JSON results to path; with merge, keeps the figures
     already there except those of the same part (flow.* keys when data holds
@@ -826,9 +884,11 @@ def write_results(path, data, merge):
     old = {}
     if merge and os.path.exists(path):
         try:
+            part = ("nodes." if any(k.startswith("nodes.") for k in data)
+                    else "flow.")
             with open(path) as f:
                 old = {k: v for k, v in json.load(f).items()
-                       if not k.startswith("flow.")}
+                       if not k.startswith(part)}
         except (OSError, ValueError):
             old = {}
     old.update(data)
@@ -855,7 +915,7 @@ def main():
     ap.add_argument("--smoke", action="store_true",
                     help="tiny sizes, 1 repetition, then check the JSON")
     ap.add_argument("--selftest", action="store_true")
-    ap.add_argument("--only", choices=("all", "programs", "flows"),
+    ap.add_argument("--only", choices=("all", "programs", "flows", "nodes"),
                     default=os.environ.get("BENCH_ONLY") or "all",
                     help="run only the programs+micro part or only the flow "
                     "benchmarks (default: $BENCH_ONLY, else all)")
@@ -863,6 +923,8 @@ def main():
     build = os.path.abspath(args.build)
     if args.selftest:
         return selftest(os.path.join(build, "bench", "bench_spawn"))
+    if args.only == "nodes":
+        return nodes_cli(args, build)
     if args.only == "flows":
         paths = {"build": build,
                  "spawn": os.path.join(build, "bench", "bench_spawn"),
@@ -988,6 +1050,9 @@ def main():
         fdata, ffail = flows_main(args, paths)
         data.update(fdata)
         failures += ffail
+        ndata, nfail = nodes_section(args, build)
+        data.update(ndata)
+        failures += nfail
 
     data["bench.total_s"] = round(time.perf_counter() - t_start, 1)
     data["bench.failures"] = len(failures)
