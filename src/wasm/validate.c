@@ -171,29 +171,40 @@ static vframe *top(vctx *c)
 }
 
 /* True when instructions at the current position are emitted. */
-static bool emitting(vctx *c)
+static inline bool emitting(vctx *c)
 {
     const vframe *f = top(c);
     return f->live && !f->unreachable;
 }
 
+/* Grows the code scratch buffer (the slow path of emit). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static iw_status grow_code(vctx *c)
+{
+    uint32_t ncap = c->capcode ? c->capcode * 2 : 256;
+    uint32_t *p;
+    if (c->capcode >= IW__MAX_CODE_WORDS)
+        return fail(c, IW_INVALID, "function too large: more than %u code words",
+                    IW__MAX_CODE_WORDS);
+    if (ncap > IW__MAX_CODE_WORDS)
+        ncap = IW__MAX_CODE_WORDS;
+    p = iw__realloc(c->code, (size_t)ncap * sizeof *p);
+    if (!p)
+        return IW_NOMEM;
+    c->code = p;
+    c->capcode = ncap;
+    return IW_OK;
+}
+
 /* Appends one word, growing the scratch buffer. */
-static iw_status emit(vctx *c, uint32_t w)
+static inline iw_status emit(vctx *c, uint32_t w)
 {
     if (c->ncode == c->capcode) {
-        uint32_t ncap = c->capcode ? c->capcode * 2 : 256;
-        uint32_t *p;
-        if (c->capcode >= IW__MAX_CODE_WORDS)
-            return fail(c, IW_INVALID,
-                        "function too large: more than %u code words",
-                        IW__MAX_CODE_WORDS);
-        if (ncap > IW__MAX_CODE_WORDS)
-            ncap = IW__MAX_CODE_WORDS;
-        p = iw__realloc(c->code, (size_t)ncap * sizeof *p);
-        if (!p)
-            return IW_NOMEM;
-        c->code = p;
-        c->capcode = ncap;
+        iw_status st = grow_code(c);
+        if (st != IW_OK)
+            return st;
     }
     c->code[c->ncode++] = w;
     return IW_OK;
@@ -513,22 +524,34 @@ static void resolve(vctx *c, uint32_t chain, uint32_t target)
 
 /* ---- operand and control stacks ---------------------------------------- */
 
-static iw_status push(vctx *c, uint8_t t)
+/* Grows the operand-type stack (the slow path of push). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static iw_status grow_vals(vctx *c)
+{
+    uint32_t ncap = c->capvals ? c->capvals * 2 : 64;
+    uint8_t *p;
+    if (c->capvals >= IW__MAX_OPERANDS)
+        return fail(c, IW_INVALID,
+                    "function too large: operand stack deeper than %u",
+                    IW__MAX_OPERANDS);
+    if (ncap > IW__MAX_OPERANDS)
+        ncap = IW__MAX_OPERANDS;
+    p = iw__realloc(c->vals, ncap);
+    if (!p)
+        return IW_NOMEM;
+    c->vals = p;
+    c->capvals = ncap;
+    return IW_OK;
+}
+
+static inline iw_status push(vctx *c, uint8_t t)
 {
     if (c->nvals == c->capvals) {
-        uint32_t ncap = c->capvals ? c->capvals * 2 : 64;
-        uint8_t *p;
-        if (c->capvals >= IW__MAX_OPERANDS)
-            return fail(c, IW_INVALID,
-                        "function too large: operand stack deeper than %u",
-                        IW__MAX_OPERANDS);
-        if (ncap > IW__MAX_OPERANDS)
-            ncap = IW__MAX_OPERANDS;
-        p = iw__realloc(c->vals, ncap);
-        if (!p)
-            return IW_NOMEM;
-        c->vals = p;
-        c->capvals = ncap;
+        iw_status st = grow_vals(c);
+        if (st != IW_OK)
+            return st;
     }
     c->vals[c->nvals++] = t;
     if (c->nvals > c->maxvals)
