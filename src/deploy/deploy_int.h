@@ -28,8 +28,6 @@ const char *dp__ossl_reason(void);
 /* Lower-case hex of n bytes into out (2n+1 bytes with the NUL). */
 void dp__hex(const uint8_t *b, size_t n, char *out);
 
-/* Creates dir and missing parents (0700).  0, or -1 with errno set. */
-int dp__mkdirs(const char *dir);
 
 /* Reads the whole file path (at most max bytes) into a malloc'ed buffer the
  * caller frees (never NULL on success, even for an empty file; one spare

@@ -99,32 +99,6 @@ dp_status dp_sha256_hex(const uint8_t *data, size_t len,
     return DP_OK;
 }
 
-int dp__mkdirs(const char *dir)
-{
-    char p[DP__PATH_CAP];
-    size_t n = strlen(dir);
-    struct stat st;
-    if (n == 0 || n >= sizeof p) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(p, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (p[i] != '/' && p[i] != '\0')
-            continue;
-        p[i] = '\0';
-        if (mkdir(p, 0700) != 0 && errno != EEXIST)
-            return -1;
-        p[i] = i == n ? '\0' : '/';
-    }
-    if (stat(dir, &st) != 0)
-        return -1;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
 
 dp_status dp__read_file(const char *path, size_t max, uint8_t **data,
                         size_t *len, char *err, size_t errlen)

@@ -19,6 +19,7 @@
 #include <openssl/pem.h>
 
 #include "deploy_int.h"
+#include "platform.h"
 
 #define SIG_MAGIC "isoflow-signature"
 #define KEY_FILE_MAX (16u * 1024u)
@@ -108,7 +109,7 @@ dp_status dp_key_gen(const char *dir, const char *name,
                  stat(kpath, &st) == 0 ? kpath : ppath);
         return DP_EIO;
     }
-    if (dp__mkdirs(dir) != 0) {
+    if (pl_mkdirs(dir) != 0) {
         dp__errf(err, errlen, "cannot create directory '%s': %s", dir,
                  strerror(errno));
         return DP_EIO;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "deploy_int.h"
+#include "platform.h"
 
 #define LINE_MAX_BYTES 512      /* longest index or history line */
 #define REASON_MAX 200          /* reason bytes kept per history line */
@@ -275,7 +276,7 @@ dp_status dp_store_open(const char *dir, size_t max_module, dp_store **out,
             rc = DP_EARG;
             goto fail;
         }
-        if (dp__mkdirs(p) != 0) {
+        if (pl_mkdirs(p) != 0) {
             dp__errf(s->err, sizeof s->err, "cannot create '%s': %s", p,
                      strerror(errno));
             rc = DP_EIO;

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "platform.h"
 #include "net.h"
 #include "rt_int.h"
 
@@ -191,19 +192,6 @@ static uint64_t file_hash(const char *path)
     return h;
 }
 
-static int mkdirs(const char *path)
-{
-    char tmp[NET_PATH];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    return mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
-}
 
 /* Reads a u64 written as decimal text at byte offset off; 0 when missing. */
 static uint64_t read_u64_at(int fd, off_t off)
@@ -1261,7 +1249,7 @@ fl_status fl__net_new(fl_runtime *rt, const fl_graph *g, const fl_run_opts *o,
     n->quiet_links = g->ndevices > 64;
     snprintf(n->dir, sizeof n->dir, "%s/%s",
              o->state_dir ? o->state_dir : "state", n->name);
-    if (!n->rec || mkdirs(n->dir) != 0) {
+    if (!n->rec || pl_mkdirs(n->dir) != 0) {
         snprintf(err, errlen, "cannot create state directory %s: %s", n->dir,
                  strerror(errno));
         goto fail;

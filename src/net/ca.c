@@ -21,6 +21,7 @@
 #include <openssl/x509v3.h>
 
 #include "net_int.h"
+#include "platform.h"
 
 #define CA_DAYS 3650      /* a CA certificate: 10 years */
 #define LEAF_DAYS 825     /* default node certificate validity */
@@ -67,34 +68,6 @@ int nt__cert_name_ok(const char *name)
 }
 
 
-/* Creates dir and its missing parents (mode 0700 for new ones).  Returns 0
- * or -1 with errno set. */
-static int mkdirs(const char *dir)
-{
-    char p[PATH_CAP];
-    size_t n = strlen(dir);
-    struct stat st;
-    if (n == 0 || n >= sizeof p) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(p, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (p[i] != '/' && p[i] != '\0')
-            continue;
-        p[i] = '\0';
-        if (mkdir(p, 0700) != 0 && errno != EEXIST)
-            return -1;
-        p[i] = i == n ? '\0' : '/';
-    }
-    if (stat(dir, &st) != 0)
-        return -1;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
 
 /* dir + "/" + file into out; 0, or -1 when it does not fit. */
 static int join(char *out, size_t cap, const char *dir, const char *file)
@@ -283,7 +256,7 @@ nt_status nt_ca_init(const char *dir, const char *name, char *err,
                exists(keyp) ? "ca.key" : "ca.crt");
         return NT_EARG;
     }
-    if (mkdirs(dir) != 0) {
+    if (pl_mkdirs(dir) != 0) {
         nt__errf(err, errlen, "cannot create directory '%s': %s", dir,
                strerror(errno));
         return NT_EIO;
@@ -441,7 +414,7 @@ nt_status nt_ca_issue(const char *ca_dir, const char *name, int role,
         st = NT_EARG;
         goto out;
     }
-    if (mkdirs(out_dir) != 0) {
+    if (pl_mkdirs(out_dir) != 0) {
         nt__errf(err, errlen, "cannot create directory '%s': %s", out_dir,
                strerror(errno));
         goto out;

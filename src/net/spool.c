@@ -67,6 +67,7 @@
 #include <unistd.h>
 
 #include "net_int.h"
+#include "platform.h"
 
 #define SP_HDR 16u                       /* record header bytes */
 #define SP_NAME_DIGITS 20                /* digits of a segment name */
@@ -483,34 +484,14 @@ void nt_spool_opts_default(nt_spool_opts *o)
  * checks that it is a directory.  0, or -1 with the message in err. */
 static int make_dirs(const char *dir, char *err, size_t errlen)
 {
-    size_t n = strlen(dir);
-    char *p = malloc(n + 1);
-    if (!p) {
-        nt__errf(err, errlen, "spool %s: out of memory", dir);
-        return -1;
-    }
-    memcpy(p, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (p[i] != '/' && p[i] != '\0')
-            continue;
-        char c = p[i];
-        p[i] = '\0';
-        if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-            nt__errf(err, errlen, "spool %s: cannot create directory %s: %s", dir,
-                 p, strerror(errno));
-            free(p);
-            return -1;
-        }
-        p[i] = c;
-    }
-    free(p);
-    struct stat st;
-    if (stat(dir, &st) != 0) {
-        nt__errf(err, errlen, "spool %s: %s", dir, strerror(errno));
-        return -1;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        nt__errf(err, errlen, "spool %s: not a directory", dir);
+    if (pl_mkdirs(dir) != 0) {
+        int e = errno;
+        struct stat st;
+        if (e == ENOTDIR && stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
+            nt__errf(err, errlen, "spool %s: not a directory", dir);
+        else
+            nt__errf(err, errlen, "spool %s: cannot create directory %s: %s",
+                     dir, dir, strerror(e));
         return -1;
     }
     return 0;
