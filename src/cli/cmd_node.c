@@ -92,13 +92,13 @@ static int write_stats(const char *path, double el, const fl_stage_stats *st,
             "{\"elapsed_s\":%.3f,\"produced\":%llu,\"delivered\":%llu,"
             "\"actuations\":%llu,\"errors\":%llu,\"links_up\":%u,"
             "\"msgs_in\":%llu,\"msgs_out\":%llu,\"spooled\":%llu,"
-            "\"stages\":[",
+            "\"e2e_p50_us\":%.1f,\"e2e_p99_us\":%.1f,\"stages\":[",
             el, (unsigned long long)tot->produced,
             (unsigned long long)tot->delivered,
             (unsigned long long)tot->actuations,
             (unsigned long long)tot->errors, ns->links_up,
             (unsigned long long)ns->msgs_in, (unsigned long long)ns->msgs_out,
-            (unsigned long long)ns->spooled);
+            (unsigned long long)ns->spooled, tot->e2e_p50_us, tot->e2e_p99_us);
     for (uint32_t i = 0; i < n; i++)
         fprintf(f,
                 "%s{\"name\":\"%s\",\"in\":%llu,\"out\":%llu,"
