@@ -72,6 +72,16 @@ void cli_errf(const char *fmt, ...)
  * never NULL, even for an empty file). */
 int cli_read_file(const char *path, size_t max, uint8_t **data, size_t *len);
 
+/* `isoflow run --watch DIR` (watch.c).  The stage list (names borrowed
+ * from the graph) comes from fl_runtime_stats; poll every few hundred ms. */
+struct fl_runtime;
+struct fl_stage_stats;
+typedef struct cli_watch cli_watch;
+cli_watch *cli_watch_new(const char *dir, struct fl_runtime *rt,
+                         const struct fl_stage_stats *st, uint32_t n);
+void cli_watch_poll(cli_watch *w);
+void cli_watch_free(cli_watch *w);
+
 /* A monotonic clock in nanoseconds (0 when no clock is available). */
 uint64_t cli_now_ns(void);
 

@@ -31,7 +31,7 @@ void cli_cmd_run_help(FILE *out)
     fprintf(out,
         "usage: isoflow run FILE.flow [--duration SEC] [--workers N]\n"
         "                   [--devices GROUP=N] [--time-scale X]\n"
-        "                   [--dead-letter FILE] [--quiet] "
+        "                   [--watch DIR] [--dead-letter FILE] [--quiet] "
         "[--stats-json FILE]\n\n"
         "Runs every layer of a flow (device, edge, cloud) in this process.\n"
         "Prints a status line every second (elapsed time, messages per\n"
@@ -45,6 +45,10 @@ void cli_cmd_run_help(FILE *out)
         "(repeatable)\n"
         "  --time-scale X     run source schedules X times faster "
         "(default 1)\n"
+        "  --watch DIR        development mode: when DIR/STAGE.wasm changes,\n"
+        "                     swap it into the running flow as the next\n"
+        "                     version (no signature check; a version that\n"
+        "                     traps at once is rolled back)\n"
         "  --dead-letter FILE where failed messages go "
         "(default deadletter.jsonl)\n"
         "  --queue N          messages per stage input queue (default 1024)\n"
@@ -229,7 +233,8 @@ static int write_stats_json(const char *path, double elapsed,
  */
 int cli_cmd_run(int argc, char **argv)
 {
-    const char *file = NULL, *stats_json = NULL;
+    const char *file = NULL, *stats_json = NULL, *watch_dir = NULL;
+    cli_watch *watch = NULL;
     const char *devices[64];
     uint32_t ndevices = 0;
     fl_run_opts o;
@@ -300,6 +305,8 @@ int cli_cmd_run(int argc, char **argv)
             }
         } else if (cli_streq(a, "--dead-letter")) {
             o.dead_letter = v;
+        } else if (cli_streq(a, "--watch")) {
+            watch_dir = v;
         } else if (cli_streq(a, "--stats-json")) {
             stats_json = v;
         } else {
@@ -355,9 +362,23 @@ int cli_cmd_run(int argc, char **argv)
         cli_errf("cannot start the workers");
         goto out;
     }
+    if (watch_dir) {
+        uint32_t nst = fl_runtime_stats(rt, st, RUN_MAX_STAGES);
+        watch = cli_watch_new(watch_dir, rt, st,
+                              nst < RUN_MAX_STAGES ? nst : RUN_MAX_STAGES);
+        if (!watch) {
+            cli_errf("out of memory");
+            goto out;
+        }
+    }
+    uint64_t next_watch = t0;
     while (!run_stop_flag) {
         struct timespec ts = {0, 50000000};
         uint64_t now = cli_now_ns();
+        if (watch && now >= next_watch) {
+            cli_watch_poll(watch);
+            next_watch = now + 250000000ull;
+        }
         if (duration > 0 && (double)(now - t0) / 1e9 >= duration)
             break;
         if (now >= next) {
@@ -393,6 +414,7 @@ int cli_cmd_run(int argc, char **argv)
         rc = CLI_EXIT_FAIL;
     }
 out:
+    cli_watch_free(watch);
     fl_runtime_free(rt);
     fl_graph_free(g);
     free(st);

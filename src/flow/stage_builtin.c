@@ -17,6 +17,28 @@
 
 #include "stage_host.h"
 
+/* Parses msg as one JSON value with nothing but whitespace after it (cJSON
+ * alone stops at the end of the first value: "1 1 -1" would pass). */
+static cJSON *parse_json_exact(const uint8_t *msg, size_t len)
+{
+    const char *end = NULL;
+    cJSON *j;
+    if (len == 0)
+        return NULL;
+    j = cJSON_ParseWithLengthOpts((const char *)msg, len, &end, 0);
+    if (!j)
+        return NULL;
+    while (end && end < (const char *)msg + len &&
+           (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+        end++;
+    if (end != (const char *)msg + len) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
+
 enum { B_LOG, B_JSONL, B_NULL, B_SAMPLE, B_RATE, B_FILTER, B_DELAY };
 enum { OP_LT, OP_LE, OP_GT, OP_GE, OP_EQ, OP_NE };
 
@@ -576,7 +598,7 @@ static fl_status jsonl_process(fl__inst *in, const uint8_t *msg, size_t len,
         topic[0] = '\0';
     bad |= buf_json_str(b, (const uint8_t *)topic, strlen(topic));
     bad |= buf_str(b, ",\"msg\":");
-    cJSON *j = len ? cJSON_ParseWithLength((const char *)msg, len) : NULL;
+    cJSON *j = parse_json_exact(msg, len);
     if (j) {
         /* Valid JSON goes in as written; its only raw line breaks are
          * whitespace, which become spaces to keep one line. */
@@ -666,7 +688,7 @@ static fl_status filter_process(fl__inst *in, const uint8_t *msg, size_t len,
                                 char *err, size_t errlen)
 {
     binst *b = B(in);
-    cJSON *root = len ? cJSON_ParseWithLength((const char *)msg, len) : NULL;
+    cJSON *root = parse_json_exact(msg, len);
     const cJSON *v = root;
     char part[128];
     const char *p = b->cfg.field;
