@@ -225,141 +225,6 @@ static int load_module(const char *path, uint8_t **bytes, size_t *len,
     return 0;
 }
 
-/* ------------------------------------------------------------------------ */
-/* A light, bounds-checked walk over the sections of an (already validated)
- * binary, for the facts `info` shows that the public API does not expose:
- * the section list, type count, defined memories and export indices.      */
-
-#define MAX_LISTED_SECTIONS 64
-
-typedef struct wsection {
-    uint8_t id;
-    size_t off, size;     /* payload */
-    const uint8_t *cname; /* custom section name (not NUL-terminated) */
-    uint32_t cname_len;
-} wsection;
-
-typedef struct wsummary {
-    wsection sec[MAX_LISTED_SECTIONS];
-    uint32_t nsec, nsec_total;
-    uint32_t ntypes, nfuncs, ntables, nmems, nglobals, nelems, ndatas;
-    int has_start;
-    uint32_t start;
-    int mem0_known;
-    iw_limits mem0;         /* first defined memory */
-    const uint8_t *exports; /* export section payload or NULL */
-    size_t exports_len;
-} wsummary;
-
-/* Reads an unsigned LEB128 of at most 32 bits at *pos; 0 on failure. */
-static int rd_u32(const uint8_t *p, size_t len, size_t *pos, uint32_t *out)
-{
-    uint32_t v = 0;
-    for (unsigned shift = 0; shift < 35; shift += 7) {
-        uint8_t byte;
-        if (*pos >= len)
-            return 0;
-        byte = p[(*pos)++];
-        if (shift == 28 && (byte & 0x70))
-            return 0;
-        v |= (uint32_t)(byte & 0x7F) << shift;
-        if (!(byte & 0x80)) {
-            *out = v;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static int rd_limits(const uint8_t *p, size_t len, size_t *pos, iw_limits *l)
-{
-    uint8_t flags;
-    if (*pos >= len)
-        return 0;
-    flags = p[(*pos)++];
-    if (flags > 1)
-        return 0;
-    l->has_max = flags;
-    if (!rd_u32(p, len, pos, &l->min))
-        return 0;
-    l->max = 0;
-    return !flags || rd_u32(p, len, pos, &l->max);
-}
-
-/* Fills *w from the binary; unknown or broken parts are simply left zero. */
-static void summarize(const uint8_t *p, size_t len, wsummary *w)
-{
-    size_t pos = 8;
-    memset(w, 0, sizeof *w);
-    if (len < 8)
-        return;
-    while (pos < len) {
-        uint8_t id = p[pos++];
-        uint32_t size, count = 0;
-        size_t start, q;
-        const uint8_t *sp;
-        if (!rd_u32(p, len, &pos, &size) || size > len - pos)
-            return;
-        start = pos;
-        sp = p + start;
-        pos += size;
-        w->nsec_total++;
-        if (w->nsec < MAX_LISTED_SECTIONS) {
-            wsection *s = &w->sec[w->nsec++];
-            s->id = id;
-            s->off = start;
-            s->size = size;
-            if (id == 0) {
-                size_t np = 0;
-                uint32_t nl;
-                if (rd_u32(sp, size, &np, &nl) && nl <= size - np) {
-                    s->cname = sp + np;
-                    s->cname_len = nl;
-                }
-            }
-        }
-        q = 0;
-        if (id != 0 && id != 8 && id != 12)
-            if (!rd_u32(sp, size, &q, &count))
-                continue;
-        switch (id) {
-        case 1:
-            w->ntypes = count;
-            break;
-        case 3:
-            w->nfuncs = count;
-            break;
-        case 4:
-            w->ntables = count;
-            break;
-        case 5:
-            w->nmems = count;
-            if (count > 0 && rd_limits(sp, size, &q, &w->mem0))
-                w->mem0_known = 1;
-            break;
-        case 6:
-            w->nglobals = count;
-            break;
-        case 7:
-            w->exports = sp;
-            w->exports_len = size;
-            break;
-        case 8:
-            if (rd_u32(sp, size, &q, &w->start))
-                w->has_start = 1;
-            break;
-        case 9:
-            w->nelems = count;
-            break;
-        case 11:
-            w->ndatas = count;
-            break;
-        default:
-            break;
-        }
-    }
-}
-
 /* Byte length of a desc's name: name_len, but never less than the C string
  * (robust against an engine that leaves name_len 0). */
 static size_t desc_name_len(const iw_extern_desc *d)
@@ -371,37 +236,8 @@ static size_t desc_name_len(const iw_extern_desc *d)
     return d->name_len > n ? d->name_len : n;
 }
 
-/* Finds export `name` (nlen bytes) in the export section: its kind and
- * index. */
-static int find_export(const wsummary *w, const char *name, size_t nlen,
-                       uint8_t *kind, uint32_t *idx)
-{
-    const uint8_t *p = w->exports;
-    size_t len = w->exports_len, pos = 0;
-    uint32_t n;
-    if (!p || !rd_u32(p, len, &pos, &n))
-        return 0;
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t l, x;
-        const uint8_t *s;
-        uint8_t k;
-        if (!rd_u32(p, len, &pos, &l) || l > len - pos)
-            return 0;
-        s = p + pos;
-        pos += l;
-        if (pos >= len)
-            return 0;
-        k = p[pos++];
-        if (!rd_u32(p, len, &pos, &x))
-            return 0;
-        if (l == nlen && memcmp(s, name, l) == 0) {
-            *kind = k;
-            *idx = x;
-            return 1;
-        }
-    }
-    return 0;
-}
+/* Sections listed by `info` (the rest are counted). */
+#define MAX_LISTED_SECTIONS 64
 
 static const char *section_name(uint8_t id)
 {
@@ -524,10 +360,8 @@ static int cmd_info(int argc, char **argv)
     uint8_t *bytes = NULL;
     size_t len = 0;
     iw_module *m = NULL;
-    wsummary *w = NULL;
-    uint32_t nimp, nexp, nfunc_imp = 0, ntab_imp = 0, nmem_imp = 0,
-                         nglob_imp = 0;
-    int rc = CLI_EXIT_FAIL;
+    iw_module_counts w;
+    uint32_t nimp, nexp, nsec;
     iw_extern_desc d;
 
     for (int i = 1; i < argc; i++) {
@@ -553,34 +387,20 @@ static int cmd_info(int argc, char **argv)
     }
     if (load_module(path, &bytes, &len, &m, NULL) != 0)
         return CLI_EXIT_FAIL;
-    w = malloc(sizeof *w);
-    if (!w) {
-        cli_errf("out of memory");
-        goto done;
-    }
-    summarize(bytes, len, w);
+    iw_module_counts_get(m, &w);
     nimp = iw_module_import_count(m);
     nexp = iw_module_export_count(m);
-    for (uint32_t i = 0; i < nimp; i++) {
-        if (iw_module_import(m, i, &d) != IW_OK)
-            continue;
-        nfunc_imp += d.kind == IW_EXTERN_FUNC;
-        ntab_imp += d.kind == IW_EXTERN_TABLE;
-        nmem_imp += d.kind == IW_EXTERN_MEMORY;
-        nglob_imp += d.kind == IW_EXTERN_GLOBAL;
-    }
 
     printf("module:    %s\n", path);
     printf("size:      %zu bytes\n", len);
-    printf("types:     %" PRIu32 "\n", w->ntypes);
+    printf("types:     %" PRIu32 "\n", w.types);
     printf("functions: %" PRIu32 " (%" PRIu32 " imported, %" PRIu32
            " defined)\n",
-           iw_module_func_count(m), nfunc_imp,
-           iw_module_func_count(m) - nfunc_imp);
+           w.funcs, w.imported_funcs, w.funcs - w.imported_funcs);
     printf("tables:    %" PRIu32 " (%" PRIu32 " imported, %" PRIu32
            " defined)\n",
-           ntab_imp + w->ntables, ntab_imp, w->ntables);
-    if (nmem_imp) {
+           w.tables, w.imported_tables, w.tables - w.imported_tables);
+    if (w.imported_memories) {
         for (uint32_t i = 0; i < nimp; i++) {
             if (iw_module_import(m, i, &d) == IW_OK &&
                 d.kind == IW_EXTERN_MEMORY) {
@@ -590,12 +410,14 @@ static int cmd_info(int argc, char **argv)
                 break;
             }
         }
-    } else if (w->nmems && w->mem0_known) {
+    } else if (w.memories) {
         char type[256];
         sbuf b = {type, sizeof type, 0};
+        iw_limits mem0;
         type[0] = '\0';
+        iw_module_memory_limits(m, 0, &mem0);
         sb_add(&b, "memory ");
-        sb_limits(&b, w->mem0);
+        sb_limits(&b, mem0);
         sb_add(&b, " pages");
         printf("memory:    %s (defined)\n", type);
     } else {
@@ -603,14 +425,14 @@ static int cmd_info(int argc, char **argv)
     }
     printf("globals:   %" PRIu32 " (%" PRIu32 " imported, %" PRIu32
            " defined)\n",
-           nglob_imp + w->nglobals, nglob_imp, w->nglobals);
-    printf("data:      %" PRIu32 " segments\n", w->ndatas);
-    printf("elements:  %" PRIu32 " segments\n", w->nelems);
-    if (w->has_start) {
+           w.globals, w.imported_globals, w.globals - w.imported_globals);
+    printf("data:      %" PRIu32 " segments\n", w.datas);
+    printf("elements:  %" PRIu32 " segments\n", w.elems);
+    if (w.has_start) {
         char line[256];
         sbuf b = {line, sizeof line, 0};
         line[0] = '\0';
-        sb_funcref(&b, m, w->start, NULL);
+        sb_funcref(&b, m, w.start, NULL);
         printf("start:     %s\n", line);
     } else {
         printf("start:     none\n");
@@ -629,41 +451,36 @@ static int cmd_info(int argc, char **argv)
     }
     printf("exports (%" PRIu32 "):\n", nexp);
     for (uint32_t i = 0; i < nexp; i++) {
-        uint8_t kind = 0;
-        uint32_t idx = 0;
-        int has_idx;
         if (iw_module_export(m, i, &d) != IW_OK)
             continue;
-        has_idx = d.name &&
-                  find_export(w, d.name, desc_name_len(&d), &kind, &idx) &&
-                  kind == (uint8_t)d.kind;
-        print_entry(m, &d, has_idx, idx);
+        print_entry(m, &d, 1, d.index);
     }
 
     printf("sections:\n");
-    for (uint32_t i = 0; i < w->nsec; i++) {
-        const wsection *s = &w->sec[i];
-        if (s->id == 0) {
+    nsec = iw_module_section_count(m);
+    for (uint32_t i = 0; i < nsec && i < MAX_LISTED_SECTIONS; i++) {
+        iw_section_desc sd;
+        if (iw_module_section(m, i, &sd) != IW_OK)
+            continue;
+        if (sd.id == 0) {
             char label[320];
             sbuf b = {label, sizeof label, 0};
             label[0] = '\0';
             sb_add(&b, "custom \"");
-            if (s->cname)
-                sb_bytes(&b, (const char *)s->cname, s->cname_len, 64);
+            if (sd.name)
+                sb_bytes(&b, sd.name, sd.name_len, 64);
             sb_add(&b, "\"");
-            printf("  %-26s %zu bytes\n", label, s->size);
+            printf("  %-26s %" PRIu32 " bytes\n", label, sd.size);
         } else {
-            printf("  %-26s %zu bytes\n", section_name(s->id), s->size);
+            printf("  %-26s %" PRIu32 " bytes\n", section_name(sd.id),
+                   sd.size);
         }
     }
-    if (w->nsec_total > w->nsec)
-        printf("  ... %" PRIu32 " more sections\n", w->nsec_total - w->nsec);
-    rc = CLI_EXIT_OK;
-done:
-    free(w);
+    if (nsec > MAX_LISTED_SECTIONS)
+        printf("  ... %" PRIu32 " more sections\n", nsec - MAX_LISTED_SECTIONS);
     iw_module_free(m);
     free(bytes);
-    return rc;
+    return CLI_EXIT_OK;
 }
 
 /* ------------------------------------------------------------------------ */

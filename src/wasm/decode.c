@@ -224,6 +224,7 @@ typedef struct dec {
                              allocated) */
     const uint8_t *names; /* payload of the "name" custom section, or NULL */
     const uint8_t *names_end;
+    iw__section *last_sec; /* tail of m->sections */
 } dec;
 
 /* Reports an error of status st at byte offset off; always returns false. */
@@ -1170,6 +1171,10 @@ static bool sec_custom(dec *d, const uint8_t *sec_end)
         return fail_at(d, IW_MALFORMED, (size_t)(sec_end - d->r.base),
                        "unexpected end of section or function (custom "
                        "section name)");
+    if (d->last_sec) {
+        d->last_sec->name = name;
+        d->last_sec->name_len = len;
+    }
     if (len == 4 && memcmp(name, "name", 4) == 0 && !d->names) {
         d->names = d->r.p;
         d->names_end = sec_end;
@@ -1290,6 +1295,22 @@ static iw_status decode_sections(dec *d)
         }
         sec_end = d->r.p + size;
         cur_section = section_names[id];
+        {
+            iw__section *sec = iw__arena_alloc(&m->arena, sizeof *sec);
+            if (!sec) {
+                nomem(d);
+                return d->st;
+            }
+            sec->id = id;
+            sec->offset = (uint32_t)pos(d);
+            sec->size = size;
+            if (d->last_sec)
+                d->last_sec->next = sec;
+            else
+                m->sections = sec;
+            d->last_sec = sec;
+            m->nsections++;
+        }
         if (id == SEC_CUSTOM) {
             if (!sec_custom(d, sec_end))
                 return d->st;
@@ -1521,5 +1542,55 @@ iw_status iw_module_export(const iw_module *m, uint32_t i, iw_extern_desc *out)
     out->name_len = m->exports[i].len;
     out->index = m->exports[i].index;
     describe(m, m->exports[i].kind, m->exports[i].index, out);
+    return IW_OK;
+}
+
+void iw_module_counts_get(const iw_module *m, iw_module_counts *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!m)
+        return;
+    out->types = m->ntypes;
+    out->funcs = m->nfuncs;
+    out->tables = m->ntables;
+    out->memories = m->nmems;
+    out->globals = m->nglobals;
+    out->imported_funcs = m->nimported_funcs;
+    out->imported_tables = m->nimported_tables;
+    out->imported_memories = m->nimported_mems;
+    out->imported_globals = m->nimported_globals;
+    out->elems = m->nelems;
+    out->datas = m->ndatas;
+    out->has_start = m->has_start;
+    out->start = m->start;
+}
+
+iw_status iw_module_memory_limits(const iw_module *m, uint32_t idx,
+                                  iw_limits *out)
+{
+    if (!m || !out || idx >= m->nmems)
+        return IW_ARG;
+    *out = m->mems[idx];
+    return IW_OK;
+}
+
+uint32_t iw_module_section_count(const iw_module *m)
+{
+    return m ? m->nsections : 0;
+}
+
+iw_status iw_module_section(const iw_module *m, uint32_t i,
+                            iw_section_desc *out)
+{
+    const iw__section *sec;
+    if (!m || !out || i >= m->nsections)
+        return IW_ARG;
+    for (sec = m->sections; i > 0; i--)
+        sec = sec->next;
+    out->id = sec->id;
+    out->offset = sec->offset;
+    out->size = sec->size;
+    out->name = sec->name;
+    out->name_len = sec->name_len;
     return IW_OK;
 }

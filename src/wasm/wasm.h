@@ -199,6 +199,38 @@ IW_API const char *iw_module_func_name(const iw_module *m, uint32_t idx);
 /* Number of functions (imported + defined). */
 IW_API uint32_t iw_module_func_count(const iw_module *m);
 
+/* Sizes of a module's index spaces (imported + defined) and how many of
+ * each are imported, the segments and the start function. */
+typedef struct iw_module_counts {
+    uint32_t types;
+    uint32_t funcs, tables, memories, globals;       /* whole index spaces */
+    uint32_t imported_funcs, imported_tables, imported_memories,
+        imported_globals;
+    uint32_t elems, datas;                           /* segments */
+    int has_start;
+    uint32_t start;                                  /* function index */
+} iw_module_counts;
+IW_API void iw_module_counts_get(const iw_module *m,
+                                 iw_module_counts *out /* OUT */);
+/* Limits (in pages) of memory `idx` (imported or defined); IW_ARG when out
+ * of range. */
+IW_API iw_status iw_module_memory_limits(const iw_module *m, uint32_t idx,
+                                         iw_limits *out /* OUT */);
+
+/* The sections of the binary in file order. */
+typedef struct iw_section_desc {
+    uint8_t id;           /* 0 custom, 1 type, ... 12 data count */
+    uint32_t offset;      /* byte offset of the payload in the binary */
+    uint32_t size;        /* payload bytes */
+    const char *name;     /* custom sections: its name (borrowed, NUL-
+                             terminated, may hold NUL: see name_len) */
+    uint32_t name_len;
+} iw_section_desc;
+IW_API uint32_t iw_module_section_count(const iw_module *m);
+/* Fills *out with section i; IW_ARG when out of range.  O(i). */
+IW_API iw_status iw_module_section(const iw_module *m, uint32_t i,
+                                   iw_section_desc *out /* OUT */);
+
 /* ------------------------------------------------------------------------ */
 /* Stores: the home of instances and runtime objects, with their limits.   */
 

@@ -150,6 +150,15 @@ typedef struct iw__code {
     uint32_t body_offset; /* byte offset of the body in the binary */
 } iw__code;
 
+/* One section of the binary as it was read (for iw_module_section). */
+typedef struct iw__section {
+    struct iw__section *next;
+    uint8_t id;
+    uint32_t offset, size;    /* payload offset and size in the binary */
+    const char *name;         /* custom sections: NUL-terminated copy */
+    uint32_t name_len;
+} iw__section;
+
 struct iw_module {
     iw__arena arena;            /* owns everything below */
 
@@ -193,6 +202,9 @@ struct iw_module {
     uint8_t *func_declared;
 
     char **func_names;          /* nfuncs entries or NULL: "name" section */
+
+    struct iw__section *sections; /* every section in file order (list) */
+    uint32_t nsections;
 };
 
 /* Decoder helpers shared with the validator: a bounded byte reader whose

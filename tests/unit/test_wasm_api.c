@@ -430,6 +430,44 @@ static void test_imports_exports(void **state)
     assert_true(seen_mix && seen_mem && seen_counter && seen_k && seen_tab);
 
     {
+        iw_module_counts c;
+        iw_limits lim;
+        iw_section_desc sd;
+        iw_module_counts_get(e->mod, &c);
+        assert_int_equal(c.funcs, 13);
+        assert_int_equal(c.imported_funcs, 3);
+        assert_int_equal(c.tables, 1);
+        assert_int_equal(c.imported_tables, 0);
+        assert_int_equal(c.memories, 1);
+        assert_int_equal(c.imported_memories, 0);
+        assert_int_equal(c.globals, 3);
+        assert_int_equal(c.imported_globals, 1);
+        assert_int_equal(c.elems, 1);
+        assert_int_equal(c.datas, 1);
+        assert_int_equal(c.has_start, 0);
+        assert_int_equal(iw_module_memory_limits(e->mod, 0, &lim), IW_OK);
+        assert_int_equal(lim.min, 1);
+        assert_true(lim.has_max);
+        assert_int_equal(lim.max, 2);
+        assert_int_equal(iw_module_memory_limits(e->mod, 1, &lim), IW_ARG);
+        /* type, import, function, table, memory, global, export, element,
+         * code, data: ids and payload sizes as in the byte array above. */
+        assert_int_equal(iw_module_section_count(e->mod), 10);
+        assert_int_equal(iw_module_section(e->mod, 0, &sd), IW_OK);
+        assert_int_equal(sd.id, 1);
+        assert_int_equal(sd.size, 26);
+        assert_int_equal(sd.offset, 10);
+        assert_int_equal(iw_module_section(e->mod, 6, &sd), IW_OK);
+        assert_int_equal(sd.id, 7);
+        assert_int_equal(sd.size, 123);
+        assert_int_equal(iw_module_section(e->mod, 9, &sd), IW_OK);
+        assert_int_equal(sd.id, 11);
+        assert_int_equal(sd.size, 11);
+        assert_null(sd.name);
+        assert_int_equal(iw_module_section(e->mod, 10, &sd), IW_ARG);
+    }
+
+    {
         iw_extern x;
         assert_int_equal(iw_instance_export(e->inst, "tab", &x), IW_OK);
         assert_int_equal(x.kind, IW_EXTERN_TABLE);
