@@ -30,12 +30,12 @@ const char *nt_status_msg(nt_status s)
 
 static const char *const type_names[] = {
     "?",    "HELLO", "WELCOME", "REFUSE", "DATA", "ACK",
-    "CREDIT", "PULL", "PING",  "PONG",   "BYE",
+    "CREDIT", "PULL", "PING",  "PONG",   "BYE",  "CTL", "CTL_REPLY",
 };
 
 const char *nt__frame_type_name(unsigned type)
 {
-    return type >= 1 && type <= NT_BYE ? type_names[type] : "?";
+    return type >= 1 && type <= NT_CTL_REPLY ? type_names[type] : "?";
 }
 
 /* Writes a message into err (when err is non-NULL and errlen > 0). */
@@ -221,6 +221,11 @@ static void type_len_range(unsigned type, uint32_t *lo, uint32_t *hi)
     case NT_PULL:
         *lo = *hi = 4;
         break;
+    case NT_CTL:
+    case NT_CTL_REPLY:
+        *lo = 8;
+        *hi = NT_MAX_PAYLOAD;
+        break;
     default: /* NT_BYE */
         *lo = *hi = 0;
         break;
@@ -249,7 +254,7 @@ nt_status nt_frame_parse(const uint8_t *buf, size_t avail, nt_frame *frame,
         nt__errf(err, errlen, "unsupported version %u", (unsigned)buf[2]);
         return NT_EFRAME;
     }
-    if (avail >= 4 && (buf[3] < NT_HELLO || buf[3] > NT_BYE)) {
+    if (avail >= 4 && (buf[3] < NT_HELLO || buf[3] > NT_CTL_REPLY)) {
         nt__errf(err, errlen, "unknown frame type %u", (unsigned)buf[3]);
         return NT_EFRAME;
     }
@@ -365,7 +370,7 @@ static nt_status cur_start(cur *c, const nt_frame *f, unsigned types,
         nt__errf(err, errlen, "%s: NULL frame", fn);
         return NT_EARG;
     }
-    if (f->type > NT_BYE || !(types & T(f->type))) {
+    if (f->type > NT_CTL_REPLY || !(types & T(f->type))) {
         nt__errf(err, errlen, "%s: cannot decode a %s frame", fn,
              nt__frame_type_name(f->type));
         return NT_EARG;
@@ -491,6 +496,48 @@ nt_status nt_pull_decode(const nt_frame *f, uint32_t *stage, char *err,
     }
     if (!take32(&c, "stage", stage) || !at_end(&c, "stage"))
         return NT_EFRAME;
+    return NT_OK;
+}
+
+/* CTL / CTL_REPLY: u32 id, u32 json_len, json, blob = the rest. */
+nt_status nt_ctl_decode(const nt_frame *f, uint32_t *id, const char **json,
+                        size_t *json_len, const uint8_t **blob,
+                        size_t *blob_len, char *err, size_t errlen)
+{
+    cur c;
+    nt_status st;
+    uint32_t jl;
+    int bad;
+
+    st = cur_start(&c, f, T(NT_CTL) | T(NT_CTL_REPLY), "nt_ctl_decode", err,
+                   errlen);
+    if (st != NT_OK)
+        return st;
+    if (id == NULL || json == NULL || json_len == NULL || blob == NULL ||
+        blob_len == NULL) {
+        nt__errf(err, errlen, "nt_ctl_decode: NULL argument");
+        return NT_EARG;
+    }
+    if (!take32(&c, "id", id) || !take32(&c, "json_len", &jl))
+        return NT_EFRAME;
+    if (jl > NT_MAX_CTL_JSON) {
+        nt__errf(err, errlen, "%s: json_len %lu exceeds %u at byte 4", c.what,
+                 (unsigned long)jl, NT_MAX_CTL_JSON);
+        return NT_EFRAME;
+    }
+    if (!need(&c, jl, "json"))
+        return NT_EFRAME;
+    bad = text_check(c.p + c.off, jl);
+    if (bad) {
+        nt__errf(err, errlen, "%s: json at byte 8 is %s", c.what,
+                 bad == 1 ? "not valid UTF-8" : "holding a NUL byte");
+        return NT_EFRAME;
+    }
+    *json = (const char *)(c.p + c.off);
+    *json_len = jl;
+    c.off += jl;
+    *blob = c.p + c.off;
+    *blob_len = c.len - c.off;
     return NT_OK;
 }
 
@@ -802,6 +849,38 @@ nt_status nt_put_pull(nt_buf *b, uint32_t stage)
 nt_status nt_put_bye(nt_buf *b)
 {
     return put_frame(b, NT_BYE, NULL, 0);
+}
+
+nt_status nt_put_ctl(nt_buf *b, uint8_t type, uint32_t id, const char *json,
+                     size_t json_len, const uint8_t *blob, size_t blob_len)
+{
+    uint8_t hd[8];
+    size_t total;
+    uint8_t *p;
+
+    if (b == NULL || b->frame_start != 0 ||
+        (type != NT_CTL && type != NT_CTL_REPLY) ||
+        (json == NULL && json_len > 0) || (blob == NULL && blob_len > 0) ||
+        json_len > NT_MAX_CTL_JSON ||
+        text_check((const uint8_t *)json, json_len) != 0)
+        return NT_EARG;
+    total = 8 + json_len + blob_len;
+    if (blob_len > NT_MAX_PAYLOAD || total > NT_MAX_PAYLOAD)
+        return NT_EARG;
+    if (!buf_room(b, NT_HEADER + total))
+        return NT_ENOMEM;
+    wr32(hd, id);
+    wr32(hd + 4, (uint32_t)json_len);
+    p = b->data + b->len;
+    put_header(p, type, (uint32_t)total);
+    memcpy(p + NT_HEADER, hd, 8);
+    if (json_len > 0)
+        memcpy(p + NT_HEADER + 8, json, json_len);
+    if (blob_len > 0)
+        memcpy(p + NT_HEADER + 8 + json_len, blob, blob_len);
+    frame_seal(p, (uint32_t)total);
+    b->len += NT_HEADER + total;
+    return NT_OK;
 }
 
 /* Opens a DATA frame (header and a count of 0, sealed by nt_data_end). */

@@ -74,6 +74,11 @@ NT_API const char *nt_status_msg(nt_status s);
  *   PULL     u32 stage: the consumer asks the stage's sources for data
  *   PING/PONG u64 nonce (heartbeats)
  *   BYE      empty: orderly close
+ *   CTL      u32 id, u32 json_len, json (UTF-8, <= NT_MAX_CTL_JSON bytes),
+ *            then a blob (the rest of the payload, may be empty): a control
+ *            request (deploy, versions, rollback; docs/DEPLOY.md) from an
+ *            operator, or forwarded by the node a device connects to
+ *   CTL_REPLY same layout: an answer or progress event for request `id`
  */
 #define NT_VERSION 1
 #define NT_HEADER 12u
@@ -81,6 +86,7 @@ NT_API const char *nt_status_msg(nt_status s);
 #define NT_MAX_MSG (64u * 1024u)   /* one message's bytes (FL__MAX_MSG) */
 #define NT_MAX_NAME 63u
 #define NT_MAX_TOPIC 31u
+#define NT_MAX_CTL_JSON (64u * 1024u) /* JSON part of a CTL frame */
 
 typedef enum nt_frame_type {
     NT_HELLO = 1,
@@ -92,7 +98,9 @@ typedef enum nt_frame_type {
     NT_PULL = 7,
     NT_PING = 8,
     NT_PONG = 9,
-    NT_BYE = 10
+    NT_BYE = 10,
+    NT_CTL = 11,
+    NT_CTL_REPLY = 12
 } nt_frame_type;
 
 typedef enum nt_role {
@@ -155,6 +163,12 @@ NT_API nt_status nt_refuse_decode(const nt_frame *f, char *reason,
                                   size_t cap, char *err, size_t errlen);
 NT_API nt_status nt_pull_decode(const nt_frame *f, uint32_t *stage,
                                 char *err, size_t errlen);
+/* CTL / CTL_REPLY: json and blob point into f's payload (not
+ * NUL-terminated); the JSON bytes are checked to be UTF-8 without NUL. */
+NT_API nt_status nt_ctl_decode(const nt_frame *f, uint32_t *id,
+                               const char **json, size_t *json_len,
+                               const uint8_t **blob, size_t *blob_len,
+                               char *err, size_t errlen);
 
 /* Iterates the messages of a DATA frame: start with *off = 0; returns
  * NT_OK with *m filled, NT_AGAIN at the end (after exactly `count`
@@ -186,6 +200,11 @@ NT_API nt_status nt_put_u64(nt_buf *b, uint8_t type /* ACK/PING/PONG */,
 NT_API nt_status nt_put_credit(nt_buf *b, uint32_t stage, uint32_t credits);
 NT_API nt_status nt_put_pull(nt_buf *b, uint32_t stage);
 NT_API nt_status nt_put_bye(nt_buf *b);
+/* type NT_CTL or NT_CTL_REPLY; json_len <= NT_MAX_CTL_JSON (UTF-8, no
+ * NUL), 8 + json_len + blob_len <= NT_MAX_PAYLOAD, else NT_EARG. */
+NT_API nt_status nt_put_ctl(nt_buf *b, uint8_t type, uint32_t id,
+                            const char *json, size_t json_len,
+                            const uint8_t *blob, size_t blob_len);
 /* DATA frames are built message by message: begin, add (NT_EFULL when the
  * frame would exceed NT_MAX_PAYLOAD: end it and start another), end. */
 NT_API nt_status nt_data_begin(nt_buf *b);
@@ -288,6 +307,23 @@ typedef struct nt_tls nt_tls;
 NT_API nt_status nt_tls_new(const char *ca_file, const char *cert_file,
                             const char *key_file, nt_tls **out /* OUT */,
                             char *err, size_t errlen);
+/* The same from PEM text in memory (three NUL-terminated strings: the CA
+ * certificate(s), our certificate, our private key); same checks, messages
+ * name "(memory)".  Caller frees with nt_tls_free. */
+NT_API nt_status nt_tls_new_mem(const char *ca_pem, const char *cert_pem,
+                                const char *key_pem, nt_tls **out /* OUT */,
+                                char *err, size_t errlen);
+/* Another identity on base's context, for one process holding many
+ * identities (a load generator: one certificate per simulated device):
+ * shares base's context (CA, settings) by reference and presents cert_pem
+ * instead (checked: chains to base's CA, has a CN and a role, matches the
+ * key).  key_pem NULL: base's private key (the certificate was issued for
+ * base's key pair).  Costs a parsed certificate, not a context.  Caller
+ * frees with nt_tls_free (before or after base). */
+NT_API nt_status nt_tls_new_identity(nt_tls *base, const char *cert_pem,
+                                     const char *key_pem,
+                                     nt_tls **out /* OUT */, char *err,
+                                     size_t errlen);
 NT_API void nt_tls_free(nt_tls *t);
 
 typedef struct nt_loop nt_loop;   /* an event loop on its own thread */
@@ -336,6 +372,19 @@ NT_API nt_status nt_connect(nt_loop *l, nt_tls *tls, const char *addr,
                             int expect_role, const nt_callbacks *cb,
                             void *user, nt_conn **out /* OUT */, char *err,
                             size_t errlen);
+
+/* nt_connect from a given local address: every attempt's socket is bound
+ * to local_ip (a numeric IPv4/IPv6 address, e.g. "127.0.0.2"; the port is
+ * chosen at connect time, IP_BIND_ADDRESS_NO_PORT on Linux) before
+ * connecting.  Lets one process open more connections to one listener
+ * than a source address has ephemeral ports (~28,000 on Linux).
+ * local_ip NULL: as nt_connect.  NT_EARG for an address that does not
+ * parse. */
+NT_API nt_status nt_connect_from(nt_loop *l, nt_tls *tls, const char *addr,
+                                 const char *local_ip, int expect_role,
+                                 const nt_callbacks *cb, void *user,
+                                 nt_conn **out /* OUT */, char *err,
+                                 size_t errlen);
 
 /* Queues bytes (whole frames) for sending; thread-safe.  NT_ECLOSED when
  * the connection is down (the caller keeps the data: it is in its spool).

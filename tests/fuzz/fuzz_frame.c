@@ -136,6 +136,20 @@ static void decode_frame(const nt_frame *f, nt_buf *b)
         if (f->len == 0)
             CHECK(nt_put_bye(b) == NT_OK);
         break;
+    case NT_CTL:
+    case NT_CTL_REPLY: {
+        const char *json;
+        const uint8_t *blob;
+        size_t jl, bl;
+        st = nt_ctl_decode(f, &s, &json, &jl, &blob, &bl, err, sizeof err);
+        if (st == NT_OK) {
+            CHECK(jl <= NT_MAX_CTL_JSON && 8 + jl + bl == f->len);
+            CHECK(nt_put_ctl(b, f->type, s, json, jl, blob, bl) == NT_OK);
+        } else {
+            check_err(st, err);
+        }
+        break;
+    }
     default:
         /* Not a frame type: every decoder refuses it as a caller error. */
         CHECK(nt_u64_decode(f, &v, err, sizeof err) == NT_EARG);

@@ -687,7 +687,7 @@ static void test_parse_errors(void **state)
     parse_err((const uint8_t *)"IF\x00\x08", 4, "unsupported version 0");
     parse_err((const uint8_t *)"IF\x01\x2a", 4, "unknown frame type 42");
     parse_err((const uint8_t *)"IF\x01\x00", 4, "unknown frame type 0");
-    parse_err((const uint8_t *)"IF\x01\x0b", 4, "unknown frame type 11");
+    parse_err((const uint8_t *)"IF\x01\x0d", 4, "unknown frame type 13");
     /* Lengths are refused from the header alone (8 bytes suffice). */
     memcpy(h, "IF\x01\x04", 4);
     put_le(h + 4, 2000000, 4);
@@ -1297,6 +1297,75 @@ static void test_buf_bounds(void **state)
     nt_buf_reset(NULL);
 }
 
+/* CTL frames: round trip with JSON and a blob, the bounds, and the exact
+ * reasons for a bad json_len and non-UTF-8 JSON. */
+static void test_ctl(void **state)
+{
+    nt_buf b;
+    nt_frame f;
+    size_t flen, jl, bl;
+    uint32_t id;
+    const char *json;
+    const uint8_t *blob;
+    char err[256];
+    static const uint8_t mod[5] = {0, 'a', 's', 'm', 1};
+    (void)state;
+
+    nt_buf_init(&b, 0);
+    assert_int_equal(nt_put_ctl(&b, NT_CTL, 7, "{\"op\":\"x\"}", 10, mod, 5),
+                     NT_OK);
+    assert_int_equal(b.len, NT_HEADER + 8 + 10 + 5);
+    assert_int_equal(nt_frame_parse(b.data, b.len, &f, &flen, err, sizeof err),
+                     NT_OK);
+    assert_int_equal(f.type, NT_CTL);
+    assert_int_equal(nt_ctl_decode(&f, &id, &json, &jl, &blob, &bl, err,
+                                   sizeof err), NT_OK);
+    assert_int_equal(id, 7);
+    assert_int_equal(jl, 10);
+    assert_memory_equal(json, "{\"op\":\"x\"}", 10);
+    assert_int_equal(bl, 5);
+    assert_memory_equal(blob, mod, 5);
+
+    /* Empty JSON and blob are fine; a reply type too. */
+    nt_buf_reset(&b);
+    assert_int_equal(nt_put_ctl(&b, NT_CTL_REPLY, 1, NULL, 0, NULL, 0), NT_OK);
+    assert_int_equal(nt_frame_parse(b.data, b.len, &f, &flen, err, sizeof err),
+                     NT_OK);
+    assert_int_equal(nt_ctl_decode(&f, &id, &json, &jl, &blob, &bl, err,
+                                   sizeof err), NT_OK);
+    assert_int_equal(jl + bl, 0);
+
+    /* Encoder bounds: wrong type, JSON with NUL, over the JSON limit. */
+    assert_int_equal(nt_put_ctl(&b, NT_DATA, 1, "{}", 2, NULL, 0), NT_EARG);
+    assert_int_equal(nt_put_ctl(&b, NT_CTL, 1, "{\0}", 3, NULL, 0), NT_EARG);
+    assert_int_equal(nt_put_ctl(&b, NT_CTL, 1, "x", NT_MAX_CTL_JSON + 1, NULL,
+                                0), NT_EARG);
+
+    /* Decoder: json_len beyond the limit, beyond the payload, bad UTF-8. */
+    uint8_t pl[16] = {1, 0, 0, 0, 0, 0, 2, 0};  /* json_len 0x20000 */
+    f.type = NT_CTL;
+    f.payload = pl;
+    f.len = 8;
+    assert_int_equal(nt_ctl_decode(&f, &id, &json, &jl, &blob, &bl, err,
+                                   sizeof err), NT_EFRAME);
+    assert_string_equal(err, "CTL: json_len 131072 exceeds 65536 at byte 4");
+    pl[6] = 0;
+    pl[4] = 9;
+    f.len = 12;
+    assert_int_equal(nt_ctl_decode(&f, &id, &json, &jl, &blob, &bl, err,
+                                   sizeof err), NT_EFRAME);
+    assert_string_equal(err, "CTL: truncated at byte 8: json needs 9 bytes, "
+                             "4 left");
+    pl[4] = 2;
+    pl[8] = 0xff;
+    pl[9] = 'x';
+    f.len = 10;
+    assert_int_equal(nt_ctl_decode(&f, &id, &json, &jl, &blob, &bl, err,
+                                   sizeof err), NT_EFRAME);
+    assert_string_equal(err, "CTL: json at byte 8 is not valid UTF-8");
+    nt_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1317,6 +1386,7 @@ int main(void)
         cmocka_unit_test(test_data_errors),
         cmocka_unit_test(test_encode_errors),
         cmocka_unit_test(test_buf_bounds),
+        cmocka_unit_test(test_ctl),
     };
     return cmocka_run_group_tests_name("frame", tests, NULL, NULL);
 }
