@@ -15,62 +15,7 @@ bin=$1
 ex=$2
 command -v wat2wasm >/dev/null || { echo "wat2wasm missing (scripts/deps.sh)" >&2; exit 1; }
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $1"
-    shift
-    for l in "$@"; do echo "  $l"; done
-}
-
-# run CMD...: runs the command, keeping stdout in $out, stderr in $err and
-# the exit status in $rc.
-run() {
-    "$@" >"$tmp/stdout" 2>"$tmp/stderr"
-    rc=$?
-    out=$(cat "$tmp/stdout")
-    err=$(cat "$tmp/stderr")
-}
-
-# check NAME RC STDOUT STDERR -- CMD...: exact comparison of all three.
-check() {
-    local name=$1 want_rc=$2 want_out=$3 want_err=$4
-    shift 5
-    run "$@"
-    if [ "$rc" = "$want_rc" ] && [ "$out" = "$want_out" ] &&
-        [ "$err" = "$want_err" ]; then
-        ok
-    else
-        bad "$name: $*" "exit: want $want_rc, got $rc" \
-            "stdout want: $(printf %q "$want_out")" \
-            "stdout got:  $(printf %q "$out")" \
-            "stderr want: $(printf %q "$want_err")" \
-            "stderr got:  $(printf %q "$err")"
-    fi
-}
-
-# has_line NAME LINE: the last command's stdout holds LINE exactly.
-has_line() {
-    if grep -qxF -- "$2" "$tmp/stdout"; then
-        ok
-    else
-        bad "$1: missing line $(printf %q "$2")" "stdout: $(printf %q "$out")"
-    fi
-}
-
-# matches NAME REGEX: the last command's stdout holds a line matching REGEX.
-matches() {
-    if grep -qE -- "$2" "$tmp/stdout"; then
-        ok
-    else
-        bad "$1: no line matching $2" "stdout: $(printf %q "$out")"
-    fi
-}
+. "$(dirname "$0")/../common/testlib.sh"
 
 wat() { # wat NAME TEXT: assembles $tmp/NAME.wasm with a name section.
     printf '%s\n' "$2" >"$tmp/$1.wat"
@@ -281,5 +226,4 @@ if [ -e "$ex/mandel.wasm" ]; then
         -- "$bin" wasm run --invoke mandel_area "$ex/mandel.wasm" 320 240 256
 fi
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish cli-wasm

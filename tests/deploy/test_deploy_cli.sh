@@ -11,42 +11,7 @@ if [ $# -ne 1 ]; then
     exit 2
 fi
 bin=$1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $1"
-    shift
-    for l in "$@"; do echo "  $l"; done
-}
-
-# check NAME RC STDOUT STDERR -- CMD...: exact comparison of all three.
-check() {
-    local name=$1 want_rc=$2 want_out=$3 want_err=$4
-    shift 5
-    "$@" >"$tmp/stdout" 2>"$tmp/stderr"
-    rc=$?
-    out=$(cat "$tmp/stdout")
-    err=$(cat "$tmp/stderr")
-    if [ "$rc" = "$want_rc" ] && [ "$out" = "$want_out" ] &&
-        [ "$err" = "$want_err" ]; then
-        ok
-    else
-        bad "$name: $*" "exit: want $want_rc, got $rc" \
-            "stdout want: $(printf %q "$want_out")" \
-            "stdout got:  $(printf %q "$out")" \
-            "stderr want: $(printf %q "$want_err")" \
-            "stderr got:  $(printf %q "$err")"
-    fi
-}
-
-expect() {
-    if [ "$2" = "$3" ]; then ok; else bad "$1" "want: $2" "got:  $3"; fi
-}
+. "$(dirname "$0")/../common/testlib.sh"
 
 cd "$tmp" || exit 1
 printf '\x00asm\x01\x00\x00\x00' >m.wasm
@@ -134,5 +99,4 @@ for c in key sign verify; do
     "$bin" --help | grep -q "^  $c " && ok || bad "$c listed in isoflow --help"
 done
 
-echo "cli-deploy: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish cli-deploy

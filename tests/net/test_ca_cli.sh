@@ -10,43 +10,7 @@ if [ $# -ne 1 ]; then
     exit 2
 fi
 bin=$1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $1"
-    shift
-    for l in "$@"; do echo "  $l"; done
-}
-
-# check NAME RC STDOUT STDERR -- CMD...: exact comparison of all three.
-check() {
-    local name=$1 want_rc=$2 want_out=$3 want_err=$4
-    shift 5
-    "$@" >"$tmp/stdout" 2>"$tmp/stderr"
-    rc=$?
-    out=$(cat "$tmp/stdout")
-    err=$(cat "$tmp/stderr")
-    if [ "$rc" = "$want_rc" ] && [ "$out" = "$want_out" ] &&
-        [ "$err" = "$want_err" ]; then
-        ok
-    else
-        bad "$name: $*" "exit: want $want_rc, got $rc" \
-            "stdout want: $(printf %q "$want_out")" \
-            "stdout got:  $(printf %q "$out")" \
-            "stderr want: $(printf %q "$want_err")" \
-            "stderr got:  $(printf %q "$err")"
-    fi
-}
-
-# expect NAME WANT GOT
-expect() {
-    if [ "$2" = "$3" ]; then ok; else bad "$1" "want: $2" "got:  $3"; fi
-}
+. "$(dirname "$0")/../common/testlib.sh"
 
 ca=$tmp/ca
 check "init" 0 "wrote $ca/ca.key (CA private key, mode 0600: keep it secret)
@@ -137,5 +101,4 @@ expect "issue without name: usage" "usage: isoflow ca issue DIR NAME --role ROLE
 expect "ca alone: exit" 2 $?
 "$bin" --help | grep -q '^  ca ' && ok || bad "ca listed in isoflow --help"
 
-echo "cli-ca: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish cli-ca

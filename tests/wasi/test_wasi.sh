@@ -17,59 +17,7 @@ for m in hello exitcode stdin_count trap_deep spin grow recurse files fsops; do
     [ -f "$w/$m.wasm" ] || { echo "missing $w/$m.wasm" >&2; exit 1; }
 done
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $1"
-    shift
-    for l in "$@"; do echo "  $l"; done
-}
-
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-# run CMD...: runs the command (stdin from $stdin, default /dev/null),
-# keeping stdout in $out, stderr in $err, the exit status in $rc and the
-# wall time in $ms.
-stdin=/dev/null
-run() {
-    local t0
-    t0=$(now_ms)
-    "$@" <"$stdin" >"$tmp/stdout" 2>"$tmp/stderr"
-    rc=$?
-    ms=$(($(now_ms) - t0))
-    out=$(cat "$tmp/stdout")
-    err=$(cat "$tmp/stderr")
-}
-
-# check NAME RC STDOUT STDERR -- CMD...: exact comparison of all three.
-check() {
-    local name=$1 want_rc=$2 want_out=$3 want_err=$4
-    shift 5
-    run "$@"
-    if [ "$rc" = "$want_rc" ] && [ "$out" = "$want_out" ] &&
-        [ "$err" = "$want_err" ]; then
-        ok
-    else
-        bad "$name: $*" "exit: want $want_rc, got $rc" \
-            "stdout want: $(printf %q "$want_out")" \
-            "stdout got:  $(printf %q "$out")" \
-            "stderr want: $(printf %q "$want_err")" \
-            "stderr got:  $(printf %q "$err")"
-    fi
-}
-
-# expect NAME CONDITION-RESULT DETAILS...: records a pass when the previous
-# [[ ]] / test succeeded ($? passed as the second argument).
-expect() {
-    local name=$1 res=$2
-    shift 2
-    if [ "$res" -eq 0 ]; then ok; else bad "$name" "$@"; fi
-}
+. "$(dirname "$0")/../common/testlib.sh"
 
 run_wasm() { run "$bin" wasm run "$@"; }
 
@@ -117,7 +65,7 @@ check "stdin empty" 0 "bytes=0 lines=0 sum=0" "" \
     -- "$bin" wasm run "$w/stdin_count.wasm"
 out=$(printf '1\n2\n3' | "$bin" wasm run "$w/stdin_count.wasm" 2>&1)
 [ "$out" = "bytes=5 lines=2 sum=6" ]
-expect "stdin pipe" $? "got $(printf %q "$out")"
+expect_ok "stdin pipe" $? "got $(printf %q "$out")"
 
 # ---------------------------------------------------------------------------
 # Traps: named by function, exit 3, output before the trap kept.
@@ -132,7 +80,7 @@ check "recursion" 3 "recursing" \
 run_wasm --fuel 100000 "$w/spin.wasm"
 [ "$rc" = 3 ] && [ "$out" = "spinning" ] &&
     [[ "$err" =~ ^"isoflow: trap: out of fuel in function "[A-Za-z_]*main$ ]]
-expect "spin fuel" $? "rc=$rc out=$(printf %q "$out") err=$(printf %q "$err")"
+expect_ok "spin fuel" $? "rc=$rc out=$(printf %q "$out") err=$(printf %q "$err")"
 
 # Infinite loop: --timeout 200 must stop it within 100 ms of the limit
 # (counted after the program's own startup).  The best of three runs is
@@ -151,7 +99,7 @@ for _ in 1 2 3; do
     [ "$best" -le "$limit" ] && break
 done
 [ "$best" -ge 200 ] && [ "$best" -le "$limit" ]
-expect "spin timeout time" $? "took ${best} ms, want 200..${limit} ms (startup ${startup} ms)"
+expect_ok "spin timeout time" $? "took ${best} ms, want 200..${limit} ms (startup ${startup} ms)"
 echo "timeout 200 ms: stopped after ${best} ms (startup ${startup} ms)"
 
 # A program that finishes first is not affected by --timeout.
@@ -169,7 +117,7 @@ err=$(cat "$tmp/stderr")
 [ "$rc" = 3 ] &&
     [ "$err" = "isoflow: timeout after 200 ms: the guest is blocked in a host call" ] &&
     [ "$ms" -lt 3500 ]
-expect "timeout blocked" $? "rc=$rc ms=$ms err=$(printf %q "$err")"
+expect_ok "timeout blocked" $? "rc=$rc ms=$ms err=$(printf %q "$err")"
 
 # ---------------------------------------------------------------------------
 # Memory cap: malloc fails gracefully, the count follows the cap.
@@ -177,11 +125,11 @@ mib_of() { sed -n 's/^allocated \([0-9]*\) MiB before malloc failed (check \1)$/
 run_wasm --max-memory 4M "$w/grow.wasm"
 n4=$(mib_of "$out")
 [ "$rc" = 0 ] && [ -z "$err" ] && [ -n "$n4" ] && [ "$n4" -ge 1 ] && [ "$n4" -le 3 ]
-expect "grow 4M" $? "rc=$rc out=$(printf %q "$out") err=$(printf %q "$err")"
+expect_ok "grow 4M" $? "rc=$rc out=$(printf %q "$out") err=$(printf %q "$err")"
 run_wasm --max-memory 128p "$w/grow.wasm"
 n8=$(mib_of "$out")
 [ "$rc" = 0 ] && [ -n "$n8" ] && [ -n "$n4" ] && [ "$n8" -ge $((n4 + 3)) ] && [ "$n8" -le 7 ]
-expect "grow 128p" $? "rc=$rc out=$(printf %q "$out") (4M gave $n4)"
+expect_ok "grow 128p" $? "rc=$rc out=$(printf %q "$out") (4M gave $n4)"
 check "memory below module" 1 "" \
     "isoflow: $w/hello.wasm: memory 0: 2 pages exceed the store limit of 1" \
     -- "$bin" wasm run --max-memory 65536 "$w/hello.wasm"
@@ -202,17 +150,17 @@ check "files --dir" 0 "$files_ok" "" \
 [ "$(cat "$root/note.txt")" = "isoflow was here" ] &&
     [ "$(cat "$tmp/outside.txt")" = "secret outside" ] &&
     [ "$(readlink "$root/escape")" = "/etc" ]
-expect "files on the host" $? "$(ls -la "$root" "$tmp")"
+expect_ok "files on the host" $? "$(ls -la "$root" "$tmp")"
 rm -f "$root/note.txt"
 check "files --dir HOST:GUEST" 0 "$files_ok" "" \
     -- "$bin" wasm run --dir "$root:/data" "$w/files.wasm" /data
 [ "$(cat "$root/note.txt" 2>&1)" = "isoflow was here" ]
-expect "files GUEST on the host" $? "$(ls -la "$root")"
+expect_ok "files GUEST on the host" $? "$(ls -la "$root")"
 rm -f "$root/note.txt"
 check "files without --dir" 1 "write: failed (Capabilities insufficient)" "" \
     -- "$bin" wasm run "$w/files.wasm" /data
 [ ! -e "$root/note.txt" ] && [ ! -e /data/note.txt ]
-expect "files without --dir wrote nothing" $?
+expect_ok "files without --dir wrote nothing" $?
 
 # The other file calls (seek, positioned I/O, truncate, stat, mkdir, rename,
 # unlink, rmdir, a 150-entry listing over several fd_readdir calls) and
@@ -223,7 +171,7 @@ nok=$(grep -c ': ok$' "$tmp/stdout")
 [ "$rc" = 0 ] && [ -z "$err" ] && [ "$nok" = 28 ] &&
     [ "$(tail -n 1 "$tmp/stdout")" = "0 failures" ] &&
     [ -z "$(ls -A "$tmp/fs")" ]
-expect "fsops" $? "rc=$rc ok=$nok" "$(grep -v ': ok$' "$tmp/stdout")" "$err"
+expect_ok "fsops" $? "rc=$rc ok=$nok" "$(grep -v ': ok$' "$tmp/stdout")" "$err"
 
 # ---------------------------------------------------------------------------
 # Bad option values: one line naming the option, exit 2.
@@ -251,7 +199,6 @@ for o in --fuel --timeout --max-memory --dir --env --invoke --time; do
     grep -q -- "  $o " "$tmp/stdout" || miss="$miss $o"
 done
 [ "$rc" = 0 ] && [ -z "$miss" ]
-expect "run --help" $? "rc=$rc missing:$miss"
+expect_ok "run --help" $? "rc=$rc missing:$miss"
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish wasi
