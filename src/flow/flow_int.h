@@ -139,6 +139,11 @@ struct fl_graph {
     fl__flow *flows;
     uint32_t ndevices;   /* total devices over all device groups */
     char **device_names; /* ndevices names; origin id = index */
+    uint32_t *device_slots; /* open-addressing hash of device_names: slot
+                               -> device index + 1 (0 = empty); dev_cap
+                               slots, a power of two >= 2 x ndevices
+                               (fl__graph_device_index) */
+    uint32_t dev_cap;
     uint32_t nnodes;     /* declared nodes (0: everything runs in one process) */
     fl__node *nodes;
 };
@@ -146,6 +151,12 @@ struct fl_graph {
 /* Recomputes device indices and stage instance counts after a change of
  * group sizes (graph.c). */
 fl_status fl__graph_resolve(fl_graph *g, char *err, size_t errlen);
+
+/* The global index of the device named `name`, or -1 when no device has
+ * that name: O(1) (a hash of device_names rebuilt by fl__graph_resolve;
+ * with duplicate names, which a checked graph never has, the lowest index).
+ * For the network side, which looks a peer up on every new link. */
+int64_t fl__graph_device_index(const fl_graph *g, const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Stage hosts: one const table per kind.                                   */

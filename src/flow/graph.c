@@ -121,6 +121,59 @@ int fl__graph_find_dup_device(const fl_graph *g, uint32_t *first,
     return 1;
 }
 
+/* FNV-1a 32 of a NUL-terminated name (the device index's hash). */
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    while (*s != '\0')
+        h = (h ^ (uint8_t)*s++) * 16777619u;
+    return h;
+}
+
+/* Builds the open-addressing index of n device names: *slots (owned by the
+ * caller, NULL when n == 0) maps a slot to index + 1, *cap slots (a power
+ * of two, at least 2n: probes stay short).  The lowest index of equal names
+ * is found first.  Returns 0, or -1 when out of memory. */
+static int build_device_index(char *const *names, uint32_t n,
+                              uint32_t **slots, uint32_t *cap)
+{
+    uint32_t c = 16, i, *t;
+    *slots = NULL;
+    *cap = 0;
+    if (n == 0)
+        return 0;
+    while (c < 2u * n)
+        c *= 2;
+    t = calloc(c, sizeof *t);
+    if (t == NULL)
+        return -1;
+    for (i = 0; i < n; i++) {
+        uint32_t k = name_hash(names[i]) & (c - 1);
+        while (t[k] != 0)
+            k = (k + 1) & (c - 1);
+        t[k] = i + 1;
+    }
+    *slots = t;
+    *cap = c;
+    return 0;
+}
+
+int64_t fl__graph_device_index(const fl_graph *g, const char *name)
+{
+    uint32_t k, mask;
+    if (g == NULL || name == NULL || g->dev_cap == 0 ||
+        g->device_slots == NULL)
+        return -1;
+    mask = g->dev_cap - 1;
+    for (k = name_hash(name) & mask; g->device_slots[k] != 0;
+         k = (k + 1) & mask) {
+        uint32_t d = g->device_slots[k] - 1;
+        if (d < g->ndevices && strcmp(g->device_names[d], name) == 0)
+            return d;
+    }
+    return -1;
+}
+
 /* Returns the device group holding global device index `dev`. */
 static uint32_t group_of_device(const fl_graph *g, uint32_t dev)
 {
@@ -135,7 +188,8 @@ static uint32_t group_of_device(const fl_graph *g, uint32_t dev)
 
 /* Recomputes, from the groups' counts: each device group's first_device,
  * g->ndevices and g->device_names (one allocation holding every name,
- * device_names[0] pointing at its start), and every stage's ninstances and
+ * device_names[0] pointing at its start) with its hash index
+ * (fl__graph_device_index), and every stage's ninstances and
  * first_device.  Returns FL_OK; FL_CHECK with a message in err when the
  * devices exceed the limit (nothing changed) or two devices share a name
  * (the names are installed all the same, so that the caller can locate the
@@ -146,6 +200,7 @@ fl_status fl__graph_resolve(fl_graph *g, char *err, size_t errlen)
     uint32_t i, k, d;
     char **names = NULL;
     char *block = NULL, tmp[256];
+    uint32_t *slots = NULL, cap = 0;
     uint32_t old_n;
     char **old_names;
     int dup;
@@ -187,7 +242,16 @@ fl_status fl__graph_resolve(fl_graph *g, char *err, size_t errlen)
                 bytes += n + 1;
             }
         }
+        if (build_device_index(names, (uint32_t)total, &slots, &cap) != 0) {
+            free(names);
+            free(block);
+            snprintf(err, errlen, "out of memory");
+            return FL_NOMEM;
+        }
     }
+    free(g->device_slots);
+    g->device_slots = slots;
+    g->dev_cap = cap;
     old_n = g->ndevices;
     old_names = g->device_names;
     g->ndevices = (uint32_t)total;
@@ -289,6 +353,7 @@ void fl_graph_free(fl_graph *g)
     if (g->device_names != NULL && g->ndevices > 0)
         free(g->device_names[0]);
     free(g->device_names);
+    free(g->device_slots);
     free(g->groups);
     free(g->stages);
     free(g->edges);

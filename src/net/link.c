@@ -38,7 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 
 #include <openssl/err.h>
 #include <uv.h>
@@ -51,6 +53,13 @@
 #define LK_BACKLOG 1024
 #define LK_ADDR 64
 #define LK_DRAIN 4096              /* dirty connections drained per wake-up */
+#define LK_FD_RESERVE 256          /* descriptors a listener leaves free (spool
+                                      segments, state files, outgoing links) */
+#ifdef IP_BIND_ADDRESS_NO_PORT
+#define LK_BIND_NO_PORT IP_BIND_ADDRESS_NO_PORT
+#else
+#define LK_BIND_NO_PORT 24         /* Linux <linux/in.h> */
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* Logging. */
@@ -148,6 +157,9 @@ struct nt_listener {
     nt_callbacks cb;
     void *user;
     int port;
+    uint64_t fail_logged;          /* uv_now of the last accept-failure log */
+    uint64_t fail_quiet;           /* failures not logged since */
+    uint64_t fd_limit;             /* RLIMIT_NOFILE at listen time (0: none) */
     nt_listener *next;
 };
 
@@ -160,6 +172,8 @@ struct nt_conn {
     unsigned allowed;              /* accepted: allowed role bits */
     int expect_role;               /* outgoing: the role wanted */
     struct sockaddr_storage sa;    /* outgoing: the target */
+    struct sockaddr_storage local; /* outgoing: bind address (has_local) */
+    int has_local;
     uv_tcp_t tcp;
     uv_timer_t timer;              /* outgoing: backoff */
     uv_connect_t creq;
@@ -169,6 +183,7 @@ struct nt_conn {
     int opened;                    /* on_open accepted this attempt */
     int user_closed;               /* nt_conn_close: no more callbacks */
     int got_frame;                 /* a frame arrived on this attempt */
+    int bios_fresh;                /* the handshake's BIO buffers dropped */
     int failing;                   /* in a streak of failed attempts */
     uint32_t attempts;             /* attempts since the link last worked
                                       (drives the backoff) */
@@ -859,6 +874,30 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)c->l->rbuf, LK_BUF);
 }
 
+/*
+ * Once the handshake is over and both memory BIOs are empty, replaces them
+ * with new ones: a memory BIO keeps the largest size it ever held (the
+ * handshake's flights, a few KB), which idle connections would carry for
+ * their whole life.  Frames are small afterwards.  Tried once per attempt.
+ */
+static void fresh_bios(nt_conn *c)
+{
+    BIO *rb, *wb;
+    c->bios_fresh = 1;
+    if (c->ssl == NULL || BIO_ctrl_pending(SSL_get_rbio(c->ssl)) != 0 ||
+        BIO_ctrl_pending(SSL_get_wbio(c->ssl)) != 0)
+        return;
+    rb = BIO_new(BIO_s_mem());
+    wb = BIO_new(BIO_s_mem());
+    if (rb == NULL || wb == NULL) {
+        BIO_free(rb);
+        BIO_free(wb);
+        ERR_clear_error();
+        return; /* keep the old ones */
+    }
+    SSL_set_bio(c->ssl, rb, wb); /* frees the old pair */
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     nt_conn *c = s->data;
@@ -928,8 +967,11 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_drop(c, why, 0);
         return;
     }
-    if (c->state == ST_OPEN)
+    if (c->state == ST_OPEN) {
         flush_tls(c, 0); /* post-handshake messages, key updates */
+        if (!c->bios_fresh)
+            fresh_bios(c);
+    }
 }
 
 /*
@@ -956,6 +998,10 @@ static int conn_start_io(nt_conn *c)
             return -1;
         }
         SSL_set_bio(c->ssl, rb, wb);
+        if (nt__tls_apply(c->tls, c->ssl) != 0) {
+            conn_drop(c, "cannot install the TLS identity", 0);
+            return -1;
+        }
         if (c->outgoing)
             SSL_set_connect_state(c->ssl);
         else
@@ -1014,6 +1060,38 @@ static void spare_closed(uv_handle_t *h)
         free(ls);
 }
 
+/*
+ * Refuses (closes at once, before TLS) an accepted connection whose
+ * descriptor is within LK_FD_RESERVE of the open-file limit, so that the
+ * node keeps descriptors for its spools, state files and its own outgoing
+ * links (descriptors are allocated lowest first: the number approximates
+ * how many are open).  Logged at most once per 5 s.  Returns 1 when
+ * refused.
+ */
+static int near_fd_limit(nt_listener *ls, nt_conn *c)
+{
+    uv_os_fd_t fd;
+    uint64_t now;
+    if (ls->fd_limit <= 2 * LK_FD_RESERVE ||
+        uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 ||
+        (uint64_t)fd + LK_FD_RESERVE < ls->fd_limit)
+        return 0;
+    now = uv_now(&ls->l->uv);
+    if (ls->fail_logged == 0 || now - ls->fail_logged >= 5000) {
+        nt__log("refused %s: open-file limit nearly reached (descriptor %d, "
+                "limit %llu, %llu more refused or failed in the last 5 s)",
+                c->addr, (int)fd, (unsigned long long)ls->fd_limit,
+                (unsigned long long)ls->fail_quiet);
+        ls->fail_logged = now;
+        ls->fail_quiet = 0;
+    } else {
+        ls->fail_quiet++;
+    }
+    c->state = ST_CLOSING;
+    close_tcp(c);
+    return 1;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     nt_listener *ls = server->data;
@@ -1023,7 +1101,18 @@ static void on_connection(uv_stream_t *server, int status)
     nt_conn *c;
 
     if (status < 0) {
-        nt__log("accept on port %d failed: %s", ls->port, uv_strerror(status));
+        /* Out of descriptors (EMFILE), libuv accepts and closes to keep
+         * the queue moving: one line per 5 s, not one per attempt. */
+        uint64_t now = uv_now(&l->uv);
+        if (ls->fail_logged == 0 || now - ls->fail_logged >= 5000) {
+            nt__log("accept on port %d failed: %s (%llu more failures not "
+                    "logged in the last 5 s)", ls->port, uv_strerror(status),
+                    (unsigned long long)ls->fail_quiet);
+            ls->fail_logged = now;
+            ls->fail_quiet = 0;
+        } else {
+            ls->fail_quiet++;
+        }
         return;
     }
     if (l->closing_all)
@@ -1061,6 +1150,8 @@ static void on_connection(uv_stream_t *server, int status)
         sockaddr_text((struct sockaddr *)&sa, c->addr, sizeof c->addr);
     else
         snprintf(c->addr, sizeof c->addr, "?");
+    if (near_fd_limit(ls, c))
+        return;
     (void)conn_start_io(c);
 }
 
@@ -1109,6 +1200,11 @@ static void do_listen(void *arg)
         uv_close((uv_handle_t *)&ls->tcp, listener_closed);
         return;
     }
+    {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+            ls->fd_limit = (uint64_t)rl.rlim_cur;
+    }
     ls->port = ntohs(sa.ss_family == AF_INET6
                          ? ((struct sockaddr_in6 *)&sa)->sin6_port
                          : ((struct sockaddr_in *)&sa)->sin_port);
@@ -1134,12 +1230,29 @@ static void connect_cb(uv_connect_t *req, int status)
     (void)conn_start_io(c);
 }
 
+/* Binds an outgoing socket to c->local (the port is left to connect on
+ * Linux: IP_BIND_ADDRESS_NO_PORT, so ports are per destination).  Returns
+ * 0 or a libuv error. */
+static int bind_local(nt_conn *c)
+{
+#ifdef __linux__
+    uv_os_fd_t fd;
+    int one = 1;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        (void)setsockopt(fd, IPPROTO_IP, LK_BIND_NO_PORT, &one, sizeof one);
+#endif
+    return uv_tcp_bind(&c->tcp, (struct sockaddr *)&c->local, 0);
+}
+
 /* One attempt: a fresh socket and a TCP connect (loop thread). */
 static void start_attempt(nt_conn *c)
 {
     int r;
     char why[200];
-    r = uv_tcp_init(&c->l->uv, &c->tcp);
+    if (c->has_local)
+        r = uv_tcp_init_ex(&c->l->uv, &c->tcp, c->local.ss_family);
+    else
+        r = uv_tcp_init(&c->l->uv, &c->tcp);
     if (r < 0) {
         /* No socket: count it as a failed attempt and wait. */
         snprintf(why, sizeof why, "cannot create a socket: %s",
@@ -1160,10 +1273,17 @@ static void start_attempt(nt_conn *c)
     c->shutting = 0;
     c->opened = 0;
     c->got_frame = 0;
+    c->bios_fresh = 0;
     c->peer[0] = '\0';
     c->state = ST_CONNECTING;
     c->started = c->last_rx = c->last_tx = uv_now(&c->l->uv);
     c->creq.data = c;
+    if (c->has_local && (r = bind_local(c)) < 0) {
+        snprintf(why, sizeof why, "cannot bind to the local address: %s",
+                 uv_strerror(r));
+        conn_drop(c, why, 0);
+        return;
+    }
     r = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&c->sa,
                        connect_cb);
     if (r < 0) {
@@ -1582,14 +1702,25 @@ int nt_listener_port(const nt_listener *ls)
     return ls ? ls->port : -1;
 }
 
-/*
- * Starts connecting to addr (asynchronously; reconnecting until
- * nt_conn_close).  *out is owned by the loop: valid until nt_conn_close or
- * nt_loop_free.  tls (borrowed) and user must outlive it.
- */
+/* Starts connecting to addr: nt_connect_from without a local address. */
 nt_status nt_connect(nt_loop *l, nt_tls *tls, const char *addr,
                      int expect_role, const nt_callbacks *cb, void *user,
                      nt_conn **out, char *err, size_t errlen)
+{
+    return nt_connect_from(l, tls, addr, NULL, expect_role, cb, user, out,
+                           err, errlen);
+}
+
+/*
+ * Starts connecting to addr (asynchronously; reconnecting until
+ * nt_conn_close), from local_ip when not NULL.  *out is owned by the loop:
+ * valid until nt_conn_close or nt_loop_free.  tls (borrowed) and user must
+ * outlive it.
+ */
+nt_status nt_connect_from(nt_loop *l, nt_tls *tls, const char *addr,
+                          const char *local_ip, int expect_role,
+                          const nt_callbacks *cb, void *user, nt_conn **out,
+                          char *err, size_t errlen)
 {
     nt_conn *c;
     nt_status st;
@@ -1613,6 +1744,18 @@ nt_status nt_connect(nt_loop *l, nt_tls *tls, const char *addr,
     if (st != NT_OK) {
         free(c);
         return st;
+    }
+    if (local_ip != NULL) {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&c->local;
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&c->local;
+        if (uv_ip4_addr(local_ip, 0, a4) != 0 &&
+            uv_ip6_addr(local_ip, 0, a6) != 0) {
+            nt__errf(err, errlen, "local address '%s' is not a numeric IP "
+                     "address", local_ip);
+            free(c);
+            return NT_EARG;
+        }
+        c->has_local = 1;
     }
     if (uv_mutex_init(&c->mu) != 0) {
         free(c);

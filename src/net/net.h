@@ -243,6 +243,11 @@ typedef struct nt_spool_opts {
     uint8_t sync;              /* nt_sync (default NT_SYNC_BATCH) */
     uint32_t sync_interval_ms; /* for NT_SYNC_BATCH (default 50) */
     uint8_t full;              /* nt_full (default NT_FULL_REJECT) */
+    uint32_t write_buffer;     /* bytes of appends held in memory until the
+                                  next read, sync, flush or close (default
+                                  0: every append is written before it
+                                  returns); not under NT_SYNC_ALWAYS.  A
+                                  process crash loses the buffered ones. */
 } nt_spool_opts;
 
 NT_API void nt_spool_opts_default(nt_spool_opts *o /* OUT */);
@@ -259,6 +264,9 @@ NT_API nt_status nt_spool_append(nt_spool *sp, const void *rec, size_t len,
                                  uint64_t *seq /* OUT */);
 /* Forces buffered records to disk now (fdatasync). */
 NT_API nt_status nt_spool_sync(nt_spool *sp);
+/* Writes the appends held by the write_buffer option (no fdatasync): after
+ * it, they survive a process crash. */
+NT_API nt_status nt_spool_flush(nt_spool *sp);
 /* Acknowledges every record with a sequence number <= seq. */
 NT_API nt_status nt_spool_ack(nt_spool *sp, uint64_t seq);
 

@@ -37,6 +37,11 @@ int nt__cert_name_ok(const char *name);
  * TLS 1.3 and a peer certificate chaining to the CA, in both directions. */
 SSL_CTX *nt__tls_ctx(nt_tls *t);
 
+/* Installs an identity's own certificate and key (nt_tls_new_identity) on
+ * an SSL object made from nt__tls_ctx(t); nothing for other contexts.
+ * Returns 0 or -1. */
+int nt__tls_apply(const nt_tls *t, SSL *ssl);
+
 /* The name (CN) and role of the context's own certificate, e.g. for HELLO.
  * name gets at most cap-1 characters (cap >= NT_MAX_NAME + 1 suffices). */
 void nt__tls_self(const nt_tls *t, char *name, size_t cap, int *role);

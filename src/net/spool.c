@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -89,10 +90,28 @@ typedef struct sp_seg {
     uint64_t read_seq; /* sequence number of the record there */
 } sp_seg;
 
+/* A read cursor: where an nt_spool_read walk stopped (the record with
+ * sequence number seq starts at byte off of the segment named seg_start),
+ * with that segment's file kept open, so the next read that starts at or
+ * after seq goes on from there instead of re-walking the segment from its
+ * start (sending is then linear in the records sent, not quadratic in the
+ * unacknowledged backlog).  Two cursors: the sender's walk and another
+ * reader (the device's acknowledgement count) do not evict each other. */
+typedef struct sp_cur {
+    int fd;             /* read-only fd of the segment, or -1: unused */
+    uint64_t seg_start; /* its segment */
+    uint64_t off;       /* file offset of the record seq */
+    uint64_t seq;
+    uint64_t used;      /* sp->cur_tick at the last use */
+} sp_cur;
+
+#define SP_NCUR 2
+
 struct nt_spool {
     char *dir;            /* owned: the directory path (for messages) */
     int dirfd;            /* the directory, for *at calls and fsync */
     int lockfd;           /* holds the fcntl lock */
+    int ackfd;            /* the ack file open for in-place updates, or -1 */
     int fd;               /* last segment open for appending, or -1 */
     nt_spool_opts o;      /* effective options */
     sp_seg *segs;         /* owned: segments by ascending start */
@@ -110,29 +129,59 @@ struct nt_spool {
     int broken;           /* an I/O error left the state unknown */
     uint8_t *rbuf;        /* owned: read buffer (scan and nt_spool_read) */
     size_t rcap;
+    sp_cur cur[SP_NCUR];  /* where recent nt_spool_read walks stopped */
+    uint64_t cur_tick;    /* use counter (least recently used cursor) */
+    uint8_t *wb;          /* owned: appends not yet written (write_buffer
+                             option; the last segment's tail), or NULL */
+    size_t wblen;
     char err[SP_ERR];     /* last error text */
 };
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers.                                                           */
 
-/* CRC-32 (IEEE, reflected 0xEDB88320) with a 16-entry table, incremental:
- * start with crc = 0 and feed the pieces in order. */
-static const uint32_t crc_nib[16] = {
-    0x00000000u, 0x1db71064u, 0x3b6e20c8u, 0x26d930acu,
-    0x76dc4190u, 0x6b6b51f4u, 0x4db26158u, 0x5005713cu,
-    0xedb88320u, 0xf00f9344u, 0xd6d6a3e8u, 0xcb61b38cu,
-    0x9b64c2b0u, 0x86d3d2d4u, 0xa00ae278u, 0xbdbdf21cu};
+/* CRC-32 (IEEE, reflected 0xEDB88320), incremental: start with crc = 0
+ * and feed the pieces in order.  Slicing by 8 (eight 256-entry tables,
+ * built once): the spool checks every record it appends and every record
+ * it hands to a reader, so this is on the path of every message twice.
+ * sp_crc_tab[0][i] is i shifted through the polynomial 8 times;
+ * sp_crc_tab[k][i] extends sp_crc_tab[k-1][i] by one zero byte. */
+static uint32_t sp_crc_tab[8][256];
+static pthread_once_t sp_crc_once = PTHREAD_ONCE_INIT;
+
+static void sp_crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int b = 0; b < 8; b++)
+            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+        sp_crc_tab[0][i] = c;
+    }
+    for (int k = 1; k < 8; k++)
+        for (uint32_t i = 0; i < 256; i++)
+            sp_crc_tab[k][i] = (sp_crc_tab[k - 1][i] >> 8) ^
+                               sp_crc_tab[0][sp_crc_tab[k - 1][i] & 0xFFu];
+}
 
 static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t n)
 {
-    crc = ~crc;
-    for (size_t i = 0; i < n; i++) {
-        crc ^= p[i];
-        crc = (crc >> 4) ^ crc_nib[crc & 15u];
-        crc = (crc >> 4) ^ crc_nib[crc & 15u];
+    (void)pthread_once(&sp_crc_once, sp_crc_init);
+    uint32_t c = ~crc;
+    while (n >= 8) {
+        uint32_t a = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 |
+                          (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+        uint32_t b = (uint32_t)p[4] | (uint32_t)p[5] << 8 |
+                     (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+        c = sp_crc_tab[7][a & 0xFFu] ^ sp_crc_tab[6][(a >> 8) & 0xFFu] ^
+            sp_crc_tab[5][(a >> 16) & 0xFFu] ^ sp_crc_tab[4][a >> 24] ^
+            sp_crc_tab[3][b & 0xFFu] ^ sp_crc_tab[2][(b >> 8) & 0xFFu] ^
+            sp_crc_tab[1][(b >> 16) & 0xFFu] ^ sp_crc_tab[0][b >> 24];
+        p += 8;
+        n -= 8;
     }
-    return ~crc;
+    while (n--)
+        c = sp_crc_tab[0][(c ^ *p++) & 0xFFu] ^ (c >> 8);
+    return ~c;
 }
 
 static void put32(uint8_t *p, uint32_t v)
@@ -375,6 +424,10 @@ static nt_status ack_write(nt_spool *sp, uint64_t ack, int durable)
     }
     if (e == 0 && renameat(sp->dirfd, SP_ACK_TMP, sp->dirfd, SP_ACK) != 0)
         e = errno;
+    if (e == 0 && sp->ackfd >= 0) { /* it names the replaced file now */
+        close(sp->ackfd);
+        sp->ackfd = -1;
+    }
     if (e == 0 && durable && fsync(sp->dirfd) != 0)
         e = errno;
     if (e != 0) {
@@ -391,11 +444,71 @@ static nt_status ack_write(nt_spool *sp, uint64_t ack, int durable)
     return NT_OK;
 }
 
+/* Moves the ack point without deleting segments: overwrites the 16 bytes
+ * of the ack file in place (one pwrite on a kept descriptor instead of a
+ * create + rename per acknowledgement); durable: fdatasync it.  A write
+ * torn by a power loss leaves a damaged ack file, which recovery treats
+ * as "nothing acknowledged" (duplicates, never loss); segments exist
+ * whenever this runs (the ack point is below next_seq and no segment is
+ * deleted), so the damaged file never hides next_seq.  Falls back to
+ * ack_write when the file is missing.  NT_OK or NT_EIO. */
+static nt_status ack_update(nt_spool *sp, uint64_t ack, int durable)
+{
+    if (sp->ackfd < 0)
+        sp->ackfd = openat(sp->dirfd, SP_ACK, O_RDWR | O_CLOEXEC);
+    if (sp->ackfd < 0)
+        return ack_write(sp, ack, durable);
+    uint8_t b[SP_ACK_BYTES];
+    memcpy(b, "IFAK", 4);
+    put64(b + 8, ack);
+    put32(b + 4, crc_update(0, b + 8, 8));
+    ssize_t w;
+    do
+        w = pwrite(sp->ackfd, b, sizeof b, 0);
+    while (w < 0 && errno == EINTR);
+    int e = w == (ssize_t)sizeof b ? 0 : w < 0 ? errno : EIO;
+    if (e == 0 && durable && sync_fd(sp->ackfd) != 0)
+        e = errno;
+    if (e != 0) {
+        SP_ERRF(sp, "spool %s/%s: cannot write the ack point: %s", sp->dir,
+                SP_ACK, strerror(e));
+        return NT_EIO;
+    }
+    if (!durable)
+        sp->ack_dirty = 1;
+    return NT_OK;
+}
+
+/* Writes the buffered appends (write_buffer option) to the last segment
+ * with one write (looping on short writes).  Those appends have returned
+ * NT_OK, so a failure breaks the spool (their records would be lost).
+ * NT_OK or NT_EIO. */
+static nt_status wb_flush(nt_spool *sp)
+{
+    size_t off = 0;
+    while (off < sp->wblen) {
+        ssize_t w = write(sp->fd, sp->wb + off, sp->wblen - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            sp->broken = 1;
+            SP_ERRF(sp, "spool %s: write of %zu buffered bytes: %s", sp->dir,
+                    sp->wblen - off, w < 0 ? strerror(errno) : "no progress");
+            return NT_EIO;
+        }
+        off += (size_t)w;
+    }
+    sp->wblen = 0;
+    return NT_OK;
+}
+
 /* A sync point: fdatasync of the appended data, the ack file and the
  * directory, whatever is pending.  A failed data sync breaks the spool
  * (after a failed fdatasync the kernel may have dropped the pages). */
 static nt_status sync_now(nt_spool *sp)
 {
+    if (sp->wblen && wb_flush(sp) != NT_OK)
+        return NT_EIO;
     if (sp->fd >= 0 && sp->dirty) {
         if (sync_fd(sp->fd) != 0) {
             sp->broken = 1;
@@ -429,6 +542,8 @@ static nt_status sync_now(nt_spool *sp)
     return NT_OK;
 }
 
+static void cur_prune(nt_spool *sp);
+
 /* Deletes the n oldest segments after making `ack` (>= their last seq) the
  * durable (unless NT_SYNC_NONE) ack point.  NT_OK or NT_EIO (message in
  * sp->err; segments not yet unlinked stay). */
@@ -443,6 +558,7 @@ static nt_status retire(nt_spool *sp, size_t n, uint64_t ack)
         char name[32];
         seg_name(name, sizeof name, sp->segs[done].start);
         if (done == sp->nseg - 1 && sp->fd >= 0) {
+            sp->wblen = 0; /* acknowledged: never needs writing */
             close(sp->fd);
             sp->fd = -1;
             sp->dirty = 0;
@@ -459,6 +575,7 @@ static nt_status retire(nt_spool *sp, size_t n, uint64_t ack)
         memmove(sp->segs, sp->segs + done,
                 (sp->nseg - done) * sizeof *sp->segs);
         sp->nseg -= done;
+        cur_prune(sp);
         if (sp->o.sync != NT_SYNC_NONE)
             sp->dir_dirty = 1;
     }
@@ -837,10 +954,16 @@ static void sp_free(nt_spool *sp)
         close(sp->fd);
     if (sp->lockfd >= 0)
         close(sp->lockfd);
+    if (sp->ackfd >= 0)
+        close(sp->ackfd);
     if (sp->dirfd >= 0)
         close(sp->dirfd);
+    for (int i = 0; i < SP_NCUR; i++)
+        if (sp->cur[i].fd >= 0)
+            close(sp->cur[i].fd);
     free(sp->segs);
     free(sp->rbuf);
+    free(sp->wb);
     free(sp->dir);
     free(sp);
 }
@@ -884,7 +1007,9 @@ nt_status nt_spool_open(const char *dir, const nt_spool_opts *o,
     while (n > 1 && sp->dir[n - 1] == '/') /* messages: no "dir//file" */
         sp->dir[--n] = '\0';
     sp->o = opt;
-    sp->dirfd = sp->lockfd = sp->fd = -1;
+    sp->dirfd = sp->lockfd = sp->fd = sp->ackfd = -1;
+    for (int i = 0; i < SP_NCUR; i++)
+        sp->cur[i].fd = -1;
     nt_status st = NT_EIO;
     if (make_dirs(dir, err, errlen) != 0)
         goto fail;
@@ -905,6 +1030,11 @@ nt_status nt_spool_open(const char *dir, const nt_spool_opts *o,
     st = recover(sp, err, errlen);
     if (st != NT_OK)
         goto fail;
+    if (opt.write_buffer && !(sp->wb = malloc(opt.write_buffer))) {
+        nt__errf(err, errlen, "spool %s: out of memory", dir);
+        st = NT_ENOMEM;
+        goto fail;
+    }
     sp->last_sync_ns = now_ns();
     *out = sp;
     return NT_OK;
@@ -919,6 +1049,8 @@ void nt_spool_close(nt_spool *sp)
 {
     if (!sp)
         return;
+    if (!sp->broken && sp->wblen)
+        (void)wb_flush(sp);
     if (!sp->broken && sp->o.sync != NT_SYNC_NONE &&
         (sp->dirty || sp->ack_dirty || sp->dir_dirty))
         (void)sync_now(sp);
@@ -1063,6 +1195,8 @@ nt_status nt_spool_append(nt_spool *sp, const void *rec, size_t len,
     /* Roll over to a new segment when this one would grow past its size. */
     if (sp->fd >= 0 && sp->segs[sp->nseg - 1].size > 0 &&
         sp->segs[sp->nseg - 1].size + recsize > sp->o.segment_bytes) {
+        if (sp->wblen && (st = wb_flush(sp)) != NT_OK)
+            return st;
         if (sp->o.sync != NT_SYNC_NONE && sp->dirty) {
             if (sync_fd(sp->fd) != 0) {
                 sp->broken = 1;
@@ -1083,9 +1217,23 @@ nt_status nt_spool_append(nt_spool *sp, const void *rec, size_t len,
     put32(hdr, (uint32_t)len);
     put32(hdr + 4, rec_crc(sp->next_seq, (uint32_t)len, rec));
     put64(hdr + 8, sp->next_seq);
-    st = write_record(sp, hdr, rec, len);
-    if (st != NT_OK)
-        return st;
+    if (sp->wb && sp->o.sync != NT_SYNC_ALWAYS &&
+        recsize <= sp->o.write_buffer) {
+        /* Buffered: written at the next read, sync, flush or close, or
+         * when the buffer is full (nt_spool_flush in net.h). */
+        if (sp->wblen + recsize > sp->o.write_buffer &&
+            (st = wb_flush(sp)) != NT_OK)
+            return st;
+        memcpy(sp->wb + sp->wblen, hdr, SP_HDR);
+        memcpy(sp->wb + sp->wblen + SP_HDR, rec, len);
+        sp->wblen += recsize;
+    } else {
+        if (sp->wblen && (st = wb_flush(sp)) != NT_OK)
+            return st;
+        st = write_record(sp, hdr, rec, len);
+        if (st != NT_OK)
+            return st;
+    }
     sp_seg *s = &sp->segs[sp->nseg - 1];
     s->size += recsize;
     s->end = s->size;
@@ -1117,6 +1265,15 @@ nt_status nt_spool_sync(nt_spool *sp)
     return sync_now(sp);
 }
 
+nt_status nt_spool_flush(nt_spool *sp)
+{
+    if (!sp)
+        return NT_EARG;
+    if (sp->broken)
+        return NT_EIO;
+    return sp->wblen ? wb_flush(sp) : NT_OK;
+}
+
 /* Moves the ack point to seq (a lower seq is a no-op; one not yet appended
  * is NT_EARG, as it can only come from a confused peer) and deletes the
  * segments it covers, after the ack file.  NT_OK, NT_EARG or NT_EIO. */
@@ -1140,7 +1297,7 @@ nt_status nt_spool_ack(nt_spool *sp, uint64_t seq)
         n++;
     if (n > 0)
         return retire(sp, n, seq);
-    nt_status st = ack_write(sp, seq, sp->o.sync == NT_SYNC_ALWAYS);
+    nt_status st = ack_update(sp, seq, sp->o.sync == NT_SYNC_ALWAYS);
     if (st == NT_OK)
         sp->ack = seq;
     return st;
@@ -1149,15 +1306,39 @@ nt_status nt_spool_ack(nt_spool *sp, uint64_t seq)
 /* ------------------------------------------------------------------------ */
 /* Reading and statistics.                                                  */
 
-/* Walks the records >= max(from, first_seq) in order, re-checking each
- * record's CRC and sequence number (damage after open is NT_ECORRUPT with
- * the file and offset in the last-error text).  Stops early, with NT_OK,
- * when fn returns non-zero. */
+/* Forgets cursor i (closing its file). */
+static void cur_drop(nt_spool *sp, int i)
+{
+    if (sp->cur[i].fd >= 0)
+        close(sp->cur[i].fd);
+    sp->cur[i].fd = -1;
+}
+
+/* Forgets the cursors on segments that no longer exist (retired). */
+static void cur_prune(nt_spool *sp)
+{
+    for (int i = 0; i < SP_NCUR; i++)
+        if (sp->cur[i].fd >= 0 &&
+            (sp->nseg == 0 || sp->cur[i].seg_start < sp->segs[0].start))
+            cur_drop(sp, i);
+}
+
+/* Walks the records >= max(from, first_seq) in order.  Each record handed
+ * to fn has its CRC and sequence number checked (damage after open is
+ * NT_ECORRUPT with the file and offset in the last-error text); records
+ * before `from` are only stepped over (length and sequence number).  Stops
+ * early, with NT_OK, when fn returns non-zero: that record is where the
+ * walk stopped.  The walk starts at the closest cursor at or before `from`
+ * in from's segment (else at the segment's start) and leaves a cursor where
+ * it stopped, so a reader that goes on where it stopped reads each record
+ * once. */
 nt_status nt_spool_read(nt_spool *sp, uint64_t from, nt_spool_fn fn,
                         void *user)
 {
     if (!sp || !fn)
         return NT_EARG;
+    if (sp->wblen && wb_flush(sp) != NT_OK)
+        return NT_EIO;
     if (from <= sp->ack)
         from = sp->ack + 1;
     if (from >= sp->next_seq || sp->nseg == 0)
@@ -1165,41 +1346,97 @@ nt_status nt_spool_read(nt_spool *sp, uint64_t from, nt_spool_fn fn,
     size_t k = 0;
     while (k + 1 < sp->nseg && sp->segs[k + 1].read_seq <= from)
         k++;
-    for (; k < sp->nseg; k++) {
+    /* The best cursor: in segment k, at or before from, the highest. */
+    int ci = -1;
+    for (int i = 0; i < SP_NCUR; i++) {
+        const sp_cur *c = &sp->cur[i];
+        if (c->fd >= 0 && c->seg_start == sp->segs[k].start &&
+            c->seq <= from && c->seq >= sp->segs[k].read_seq &&
+            c->off <= sp->segs[k].end && (ci < 0 || c->seq > sp->cur[ci].seq))
+            ci = i;
+    }
+    if (ci < 0) { /* reuse the least recently used slot */
+        ci = 0;
+        for (int i = 1; i < SP_NCUR; i++)
+            if (sp->cur[i].used < sp->cur[ci].used)
+                ci = i;
+        cur_drop(sp, ci);
+    }
+    sp_cur *cur = &sp->cur[ci];
+    cur->used = ++sp->cur_tick;
+    nt_status ret = NT_OK;
+    int stop = 0;
+    for (; k < sp->nseg && !stop; k++) {
         sp_seg *s = &sp->segs[k];
         char name[32];
         seg_name(name, sizeof name, s->start);
-        int fd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            SP_ERRF(sp, "spool %s/%s: %s", sp->dir, name, strerror(errno));
-            return NT_EIO;
+        uint64_t off = s->read_off, e = s->read_seq;
+        if (cur->fd >= 0 && cur->seg_start == s->start) {
+            off = cur->off;
+            e = cur->seq;
+        } else {
+            cur_drop(sp, ci);
+            cur->fd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC);
+            if (cur->fd < 0) {
+                SP_ERRF(sp, "spool %s/%s: %s", sp->dir, name, strerror(errno));
+                return NT_EIO;
+            }
+            cur->seg_start = s->start;
         }
-        sp_rd r = {sp, fd, 0, 0, s->read_off, s->end};
-        uint64_t e = s->read_seq;
+        sp_rd r = {sp, cur->fd, 0, 0, off, s->end};
         while (r.pos < s->end) {
-            uint64_t seq;
+            uint64_t seq = 0;
             uint32_t len;
             const char *why = NULL;
-            int ok = rec_check(&r, name, e, e, &seq, &len, &why);
-            if (ok <= 0) {
-                close(fd);
-                if (ok < 0)
-                    return NT_EIO;
+            int ok;
+            if (e < from) { /* stepped over: header checks only */
+                long avail = rd_need(&r, SP_HDR, name);
+                if (avail < 0) {
+                    ret = NT_EIO;
+                    break;
+                }
+                const uint8_t *h = sp->rbuf + r.lo;
+                len = (size_t)avail >= SP_HDR ? get32(h) : 0;
+                ok = (size_t)avail >= SP_HDR && get64(h + 8) == e &&
+                     len <= NT_MAX_PAYLOAD &&
+                     s->end - r.pos >= (uint64_t)SP_HDR + len;
+                why = "bad record header";
+            } else {
+                ok = rec_check(&r, name, e, e, &seq, &len, &why);
+                if (ok < 0) {
+                    ret = NT_EIO;
+                    break;
+                }
+            }
+            if (!ok) {
                 SP_ERRF(sp,
                         "spool corrupt: %s/%s: bad record at offset %" PRIu64
                         " (%s; expected seq %" PRIu64 ")",
                         sp->dir, name, r.pos, why, e);
-                return NT_ECORRUPT;
+                ret = NT_ECORRUPT;
+                break;
             }
-            if (seq >= from &&
-                fn(user, seq, sp->rbuf + r.lo + SP_HDR, len) != 0) {
-                close(fd);
-                return NT_OK;
+            if (e >= from &&
+                fn(user, e, sp->rbuf + r.lo + SP_HDR, len) != 0) {
+                stop = 1;
+                break;
             }
-            rd_skip(&r, SP_HDR + len);
+            if (SP_HDR + (size_t)len <= r.hi - r.lo) {
+                rd_skip(&r, SP_HDR + len);
+            } else { /* stepped over without reading the payload */
+                r.pos += SP_HDR + len;
+                r.lo = r.hi = 0;
+            }
             e++;
         }
-        close(fd);
+        if (ret != NT_OK) {
+            cur_drop(sp, ci);
+            return ret;
+        }
+        cur->off = r.pos;
+        cur->seq = e;
+        if (stop || k + 1 == sp->nseg)
+            break;
     }
     return NT_OK;
 }

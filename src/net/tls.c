@@ -19,9 +19,13 @@
 #include "net_int.h"
 
 struct nt_tls {
-    SSL_CTX *ctx;                 /* owned */
+    SSL_CTX *ctx;                 /* owned (a reference: identities share
+                                     their base's context) */
     char name[NT_MAX_NAME + 1];   /* our certificate's CN */
     int role;                     /* our certificate's role */
+    X509 *cert;                   /* identities only: presented instead of
+                                     the context's certificate (owned) */
+    EVP_PKEY *key;                /* identities only: its key (owned) */
 };
 
 /* The reason of this thread's most recent OpenSSL error; clears the queue. */
@@ -194,6 +198,57 @@ static void *read_pem(const char *path, int want_key, char *err,
     return obj;
 }
 
+/* The same from PEM text in memory (NUL-terminated); `label` names it in
+ * messages. */
+static void *read_pem_mem(const char *pem, int want_key, const char *label,
+                          char *err, size_t errlen)
+{
+    void *obj = NULL;
+    BIO *b = pem ? BIO_new_mem_buf(pem, -1) : NULL;
+    if (b != NULL) {
+        if (want_key)
+            obj = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL);
+        else
+            obj = PEM_read_bio_X509(b, NULL, no_passphrase, NULL);
+        BIO_free(b);
+    }
+    if (obj == NULL)
+        nt__errf(err, errlen, "cannot parse %s: not a PEM %s (%s)", label,
+               want_key ? "private key" : "certificate", nt__ossl_reason());
+    return obj;
+}
+
+/* Adds every PEM certificate of the text ca_pem to store.  Returns the
+ * number added, or -1 with the reason in err. */
+static int load_ca_mem(X509_STORE *store, const char *ca_pem, char *err,
+                       size_t errlen)
+{
+    X509 *x;
+    int n = 0;
+    BIO *b = ca_pem ? BIO_new_mem_buf(ca_pem, -1) : NULL;
+    if (b == NULL) {
+        nt__errf(err, errlen, "cannot read the CA certificates in memory");
+        return -1;
+    }
+    while ((x = PEM_read_bio_X509(b, NULL, no_passphrase, NULL)) != NULL) {
+        int ok = X509_STORE_add_cert(store, x);
+        X509_free(x);
+        if (!ok) {
+            nt__errf(err, errlen, "cannot use the CA certificate in memory: "
+                     "%s", nt__ossl_reason());
+            BIO_free(b);
+            return -1;
+        }
+        n++;
+    }
+    BIO_free(b);
+    ERR_clear_error();
+    if (n == 0)
+        nt__errf(err, errlen, "the CA text in memory holds no PEM "
+                 "certificate");
+    return n == 0 ? -1 : n;
+}
+
 /* Checks that cert chains to the CAs of store (validity dates are left to
  * the peers: a node with a wrong clock still starts, and peers log why they
  * refuse it).  Returns 0, or -1 with the verify reason in err. */
@@ -219,6 +274,76 @@ static int check_chain(X509_STORE *store, X509 *cert, const char *cert_file,
     return ok ? 0 : -1;
 }
 
+/* A new nt_tls with a fresh TLS 1.3-only context (session tickets off);
+ * NULL with the reason in err and *st set. */
+static nt_tls *tls_alloc(nt_status *st, char *err, size_t errlen)
+{
+    nt_tls *t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        nt__errf(err, errlen, "out of memory");
+        *st = NT_ENOMEM;
+        return NULL;
+    }
+    t->ctx = SSL_CTX_new(TLS_method());
+    if (t->ctx == NULL ||
+        !SSL_CTX_set_min_proto_version(t->ctx, TLS1_3_VERSION) ||
+        !SSL_CTX_set_max_proto_version(t->ctx, TLS1_3_VERSION) ||
+        !SSL_CTX_set_num_tickets(t->ctx, 0)) {
+        nt__errf(err, errlen, "cannot create a TLS context: %s",
+               nt__ossl_reason());
+        *st = NT_ETLS;
+        nt_tls_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/*
+ * Checks cert and key (they match, the certificate chains to the CAs of
+ * the context's store and carries a CN and a role) and installs them in
+ * t's context with the peer requirements.  cert_what, key_what and ca_what
+ * name the sources in messages.  Returns NT_OK, NT_EARG or NT_ETLS with
+ * err; cert and key stay the caller's.
+ */
+static nt_status tls_finish(nt_tls *t, X509 *cert, EVP_PKEY *key,
+                            const char *cert_what, const char *key_what,
+                            const char *ca_what, char *err, size_t errlen)
+{
+    char why[160];
+    if (X509_check_private_key(cert, key) != 1) {
+        ERR_clear_error();
+        nt__errf(err, errlen, "key '%s' does not match certificate '%s'",
+               key_what, cert_what);
+        return NT_EARG;
+    }
+    if (check_chain(SSL_CTX_get_cert_store(t->ctx), cert, cert_what, ca_what,
+                    err, errlen) != 0)
+        return NT_EARG;
+    if (cert_identity(cert, t->name, sizeof t->name, &t->role, why,
+                      sizeof why) != NT_OK) {
+        nt__errf(err, errlen, "certificate '%s': %s", cert_what, why);
+        return NT_EARG;
+    }
+    if (SSL_CTX_use_certificate(t->ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey(t->ctx, key) != 1 ||
+        SSL_CTX_check_private_key(t->ctx) != 1) {
+        nt__errf(err, errlen, "cannot use certificate '%s': %s", cert_what,
+               nt__ossl_reason());
+        return NT_ETLS;
+    }
+    SSL_CTX_set_verify(t->ctx,
+                       SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       NULL);
+    SSL_CTX_set_verify_depth(t->ctx, 2);
+    SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
+    /* Send our certificate alone: every peer holds the CA already.  Idle
+     * connections give their record buffers back (RELEASE_BUFFERS): an
+     * edge holds tens of thousands of them. */
+    SSL_CTX_set_mode(t->ctx,
+                     SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
+    return NT_OK;
+}
+
 /*
  * Creates a TLS 1.3-only context used for both accepting and connecting:
  * trusts the certificates of ca_file, presents cert_file/key_file (checked
@@ -237,7 +362,6 @@ nt_status nt_tls_new(const char *ca_file, const char *cert_file,
     nt_tls *t = NULL;
     X509 *cert = NULL;
     EVP_PKEY *key = NULL;
-    char why[160];
     nt_status st = NT_EARG;
 
     if (out)
@@ -247,21 +371,10 @@ nt_status nt_tls_new(const char *ca_file, const char *cert_file,
         nt__errf(err, errlen, "nt_tls_new needs a CA, a certificate and a key");
         return NT_EARG;
     }
-    t = calloc(1, sizeof *t);
-    if (t == NULL) {
-        nt__errf(err, errlen, "out of memory");
-        return NT_ENOMEM;
-    }
-    t->ctx = SSL_CTX_new(TLS_method());
-    if (t->ctx == NULL ||
-        !SSL_CTX_set_min_proto_version(t->ctx, TLS1_3_VERSION) ||
-        !SSL_CTX_set_max_proto_version(t->ctx, TLS1_3_VERSION) ||
-        !SSL_CTX_set_num_tickets(t->ctx, 0)) {
-        nt__errf(err, errlen, "cannot create a TLS context: %s",
-               nt__ossl_reason());
-        st = NT_ETLS;
-        goto fail;
-    }
+    t = tls_alloc(&st, err, errlen);
+    if (t == NULL)
+        return st;
+    st = NT_EARG;
     if (load_ca_file(SSL_CTX_get_cert_store(t->ctx), ca_file, err, errlen) <
         0)
         goto fail;
@@ -271,36 +384,9 @@ nt_status nt_tls_new(const char *ca_file, const char *cert_file,
     key = read_pem(key_file, 1, err, errlen);
     if (key == NULL)
         goto fail;
-    if (X509_check_private_key(cert, key) != 1) {
-        ERR_clear_error();
-        nt__errf(err, errlen, "key '%s' does not match certificate '%s'",
-               key_file, cert_file);
+    st = tls_finish(t, cert, key, cert_file, key_file, ca_file, err, errlen);
+    if (st != NT_OK)
         goto fail;
-    }
-    if (check_chain(SSL_CTX_get_cert_store(t->ctx), cert, cert_file, ca_file,
-                    err, errlen) != 0)
-        goto fail;
-    if (cert_identity(cert, t->name, sizeof t->name, &t->role, why,
-                      sizeof why) != NT_OK) {
-        nt__errf(err, errlen, "certificate '%s': %s", cert_file, why);
-        goto fail;
-    }
-    if (SSL_CTX_use_certificate(t->ctx, cert) != 1 ||
-        SSL_CTX_use_PrivateKey(t->ctx, key) != 1 ||
-        SSL_CTX_check_private_key(t->ctx) != 1) {
-        nt__errf(err, errlen, "cannot use certificate '%s': %s", cert_file,
-               nt__ossl_reason());
-        st = NT_ETLS;
-        goto fail;
-    }
-    SSL_CTX_set_verify(t->ctx,
-                       SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                       NULL);
-    SSL_CTX_set_verify_depth(t->ctx, 2);
-    SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
-    /* Send our certificate alone: every peer holds the CA already. */
-    SSL_CTX_set_mode(t->ctx,
-                     SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
     X509_free(cert);
     EVP_PKEY_free(key);
     *out = t;
@@ -312,17 +398,159 @@ fail:
     return st;
 }
 
+/*
+ * nt_tls_new from PEM text in memory (NUL-terminated strings): the same
+ * checks and settings; messages name "(memory)" instead of files.  On
+ * success *out is owned by the caller (nt_tls_free).
+ */
+nt_status nt_tls_new_mem(const char *ca_pem, const char *cert_pem,
+                         const char *key_pem, nt_tls **out, char *err,
+                         size_t errlen)
+{
+    nt_tls *t = NULL;
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    nt_status st = NT_EARG;
+
+    if (out)
+        *out = NULL;
+    if (ca_pem == NULL || cert_pem == NULL || key_pem == NULL ||
+        out == NULL) {
+        nt__errf(err, errlen,
+                 "nt_tls_new_mem needs a CA, a certificate and a key");
+        return NT_EARG;
+    }
+    t = tls_alloc(&st, err, errlen);
+    if (t == NULL)
+        return st;
+    st = NT_EARG;
+    if (load_ca_mem(SSL_CTX_get_cert_store(t->ctx), ca_pem, err, errlen) < 0)
+        goto fail;
+    cert = read_pem_mem(cert_pem, 0, "the certificate in memory", err,
+                        errlen);
+    if (cert == NULL)
+        goto fail;
+    key = read_pem_mem(key_pem, 1, "the key in memory", err, errlen);
+    if (key == NULL)
+        goto fail;
+    st = tls_finish(t, cert, key, "(memory)", "(memory)", "(memory)", err,
+                    errlen);
+    if (st != NT_OK)
+        goto fail;
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    *out = t;
+    return NT_OK;
+fail:
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    nt_tls_free(t);
+    return st;
+}
+
+/*
+ * An identity: base's context (its CA, settings; shared by reference, not
+ * copied) presenting another certificate, checked like nt_tls_new's
+ * (matches the key, chains to base's CA, has a CN and a role).  key_pem
+ * NULL uses base's own private key (the certificate must then be issued
+ * for base's key pair).  Each connection made with it installs the
+ * certificate on its SSL object.  On success *out is owned by the caller
+ * (nt_tls_free, in any order with base).  Errors: NT_EARG, NT_ENOMEM.
+ */
+nt_status nt_tls_new_identity(nt_tls *base, const char *cert_pem,
+                              const char *key_pem, nt_tls **out, char *err,
+                              size_t errlen)
+{
+    nt_tls *t;
+    X509 *cert;
+    EVP_PKEY *key;
+    char why[160];
+
+    if (out)
+        *out = NULL;
+    if (base == NULL || cert_pem == NULL || out == NULL) {
+        nt__errf(err, errlen,
+                 "nt_tls_new_identity needs a base context and a "
+                 "certificate");
+        return NT_EARG;
+    }
+    cert = read_pem_mem(cert_pem, 0, "the certificate in memory", err,
+                        errlen);
+    if (cert == NULL)
+        return NT_EARG;
+    if (key_pem) {
+        key = read_pem_mem(key_pem, 1, "the key in memory", err, errlen);
+    } else {
+        key = base->key ? base->key : SSL_CTX_get0_privatekey(base->ctx);
+        if (key && !EVP_PKEY_up_ref(key))
+            key = NULL;
+        if (key == NULL)
+            nt__errf(err, errlen, "the base context has no private key");
+    }
+    if (key == NULL) {
+        X509_free(cert);
+        return NT_EARG;
+    }
+    t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        X509_free(cert);
+        EVP_PKEY_free(key);
+        nt__errf(err, errlen, "out of memory");
+        return NT_ENOMEM;
+    }
+    t->cert = cert;
+    t->key = key;
+    if (X509_check_private_key(cert, key) != 1) {
+        ERR_clear_error();
+        nt__errf(err, errlen, "the key does not match the certificate in "
+                 "memory");
+        goto fail;
+    }
+    if (check_chain(SSL_CTX_get_cert_store(base->ctx), cert, "(memory)",
+                    "(base context)", err, errlen) != 0)
+        goto fail;
+    if (cert_identity(cert, t->name, sizeof t->name, &t->role, why,
+                      sizeof why) != NT_OK) {
+        nt__errf(err, errlen, "certificate in memory: %s", why);
+        goto fail;
+    }
+    SSL_CTX_up_ref(base->ctx);
+    t->ctx = base->ctx;
+    *out = t;
+    return NT_OK;
+fail:
+    nt_tls_free(t);
+    return NT_EARG;
+}
+
 void nt_tls_free(nt_tls *t)
 {
     if (t == NULL)
         return;
     SSL_CTX_free(t->ctx);
+    X509_free(t->cert);
+    EVP_PKEY_free(t->key);
     free(t);
 }
 
 SSL_CTX *nt__tls_ctx(nt_tls *t)
 {
     return t->ctx;
+}
+
+/* Installs an identity's certificate and key on a new SSL object of its
+ * context (nothing to do for a context made by nt_tls_new*).  Returns 0,
+ * or -1 (OpenSSL error queue cleared). */
+int nt__tls_apply(const nt_tls *t, SSL *ssl)
+{
+    if (t->cert == NULL)
+        return 0;
+    if (SSL_use_certificate(ssl, t->cert) != 1 ||
+        SSL_use_PrivateKey(ssl, t->key) != 1) {
+        ERR_clear_error();
+        return -1;
+    }
+    return 0;
 }
 
 void nt__tls_self(const nt_tls *t, char *name, size_t cap, int *role)
