@@ -11,7 +11,7 @@ name -> number (default build/bench/results.json).
     python3 bench/run.py [--build DIR] [--reps N] [--out FILE]
                          [--programs a,b] [--runtimes native,isoflow,node]
                          [--isoflow CMD] [--smoke] [--selftest]
-                         [--only all|programs|flows|nodes]
+                         [--only all|programs|flows|nodes|deploy]
 
 Then the flow engine benchmarks (bench/flows/, see "Flow engine" in
 bench/RESULTS.md): `isoflow run` of a 3-stage pipeline of trivial Wasm stages
@@ -414,6 +414,9 @@ def selftest(spawner=None):
     expect(net == {"geomean_net.node_over_native": 4.0},
            "net geomeans subtract start-up: %r" % net)
     fails += flow_selftest()
+    sys.path.insert(0, os.path.join(HERE, "deploy"))
+    import deploy
+    fails += deploy.selftest()
     for f in fails:
         print("selftest FAILED: " + f)
     if not fails:
@@ -877,6 +880,109 @@ def nodes_cli(args, build):
     return 1 if failures else 0
 
 
+# Live update vs a firmware-style update (bench/deploy/deploy.py, "Live
+# update vs firmware-style update" in bench/RESULTS.md): cloud + edge + one
+# device node over TLS; (a) rebuild isoflow-fw with the new stage compiled
+# in, replace the binary, restart the node, until the first message of the
+# new version reaches the sink; (b) `isoflow deploy --wait first`;
+# alternating, BENCH_DEPLOY_REPS (default 5) each, medians; figures
+# deploy.*.  BENCH_ONLY=deploy (or --only deploy) runs only it and merges
+# them into an existing results file; BENCH_DEPLOY_PLACE=edge puts the
+# stage on the edge instead of the device; BENCH_DEPLOY_PARTS=a (or b) runs
+# one side only.
+
+DEPLOY_TARGET_MS = 50.0
+DEPLOY_TARGET_PCT = 1.0
+
+
+def deploy_section(args, build):
+    """Runs the live-update benchmark and prints its table; returns (flat
+    deploy.* figures, failures)."""
+    sys.path.insert(0, os.path.join(HERE, "deploy"))
+    import deploy
+    iso = shlex.split(args.isoflow) if args.isoflow else \
+        [os.path.join(build, "isoflow")]
+    needed = [iso[0]] + [os.path.join(build, "stages", s) for s in
+                         ("bench_src.wasm", "bench_pass.wasm")]
+    missing = [n for n in needed if not os.path.exists(n)]
+    if missing:
+        return {}, ["not built (run `make build` first): "
+                    + ", ".join(missing)]
+    reps = 1 if args.smoke else max(1, int(
+        os.environ.get("BENCH_DEPLOY_REPS") or 5))
+    place = os.environ.get("BENCH_DEPLOY_PLACE") or "dev"
+    parts = tuple((os.environ.get("BENCH_DEPLOY_PARTS") or "a,b").split(","))
+    if not parts or any(p not in ("a", "b") for p in parts):
+        return {}, ["BENCH_DEPLOY_PARTS: expected a, b or a,b, got %r"
+                    % ",".join(parts)]
+    if place not in ("dev", "edge"):
+        return {}, ["BENCH_DEPLOY_PLACE: expected dev or edge, got %r"
+                    % place]
+    where = "dev-0 (device)" if place == "dev" else "edge"
+    print("isoflow live-update benchmark: stage %s on %s, cloud + edge + 1 "
+          "device over TLS, %d repetition(s) of each, alternating"
+          % ("tiny" if args.smoke else "xform", where, reps), flush=True)
+    t0 = time.perf_counter()
+    data, failures, notes = deploy.deploy_main(
+        iso, build, reps, args.smoke, lambda s: print(s, flush=True),
+        parts=parts, place=place)
+    data["deploy.total_s"] = round(time.perf_counter() - t0, 1)
+    d = data
+    if "deploy.fw_total_s" in d and "deploy.cmd_ms" in d:
+        print()
+        print("Live update vs firmware-style update (median of %d, stage on "
+              "%s)" % (reps, where))
+        head = "%-46s %12s  %s" % ("update", "time", "parts")
+        print(head)
+        print("-" * (len(head) + 40))
+        print("%-46s %10.2f s  build %.2f s, install %.1f ms, stop %.2f s, "
+              "restart to first message %.0f ms"
+              % ("(a) firmware-style: rebuild, replace, restart",
+                 d["deploy.fw_total_s"], d["deploy.fw_build_s"],
+                 d["deploy.fw_install_ms"], d["deploy.fw_stop_s"],
+                 d["deploy.fw_restart_s"] * 1e3))
+        print("%-46s %9.1f ms  node: request to first message %.1f ms"
+              % ("(b) isoflow deploy --wait first", d["deploy.cmd_ms"],
+                 d["deploy.node_ms"]))
+        print("artefacts: module %s B, binary (isoflow-fw) %s B (%.1fx)"
+              % (fmt_rate(d["deploy.module_bytes"]),
+                 fmt_rate(d["deploy.binary_bytes"]),
+                 d["deploy.binary_bytes"] / float(d["deploy.module_bytes"])))
+        print("Deploy: p50 %.1f ms (target < %g ms): %s"
+              % (d["deploy.cmd_ms"], DEPLOY_TARGET_MS,
+                 "met" if d["deploy.cmd_ms"] < DEPLOY_TARGET_MS
+                 else "MISSED"))
+        print("Deploy: %.2f %% of the firmware-style update (target < %g "
+              "%%): %s" % (d["deploy.ratio_pct"], DEPLOY_TARGET_PCT,
+                           "met" if d["deploy.ratio_pct"] < DEPLOY_TARGET_PCT
+                           else "MISSED"))
+        print("  notes: firmware build from scratch %.1f s (configure + "
+              "build isoflow-fw, once); building and signing each module "
+              "(isoflow build, not counted in (b)) %.2f s"
+              % (d["deploy.fw_full_build_s"], d["deploy.module_build_s"]))
+    for s in notes:
+        print("Deploy: " + s)
+    if args.smoke and not failures:
+        failures += deploy.smoke_problems(data, parts)
+        if not failures and len(parts) == 2:
+            print("bench-smoke deploy: firmware-style update %.2f s and "
+                  "isoflow deploy %.1f ms measured; JSON complete"
+                  % (d["deploy.fw_total_s"], d["deploy.cmd_ms"]))
+    return data, failures
+
+
+def deploy_cli(args, build):
+    """BENCH_ONLY=deploy: the live-update benchmark alone, merged into
+    --out."""
+    data, failures = deploy_section(args, build)
+    if data:
+        write_results(args.out, data, not args.smoke)
+        print("\nwrote %s (%d deploy figures)" % (args.out, len(data)))
+    for f in failures:
+        print("run.py: " + f, file=sys.stderr)
+    return 1 if failures else 0
+
+
 def write_results(path, data, merge):
     """Writes the flat JSON results to path; with merge, keeps the figures
     already there except those of the same part (flow.* keys when data holds
@@ -884,7 +990,8 @@ def write_results(path, data, merge):
     old = {}
     if merge and os.path.exists(path):
         try:
-            part = ("nodes." if any(k.startswith("nodes.") for k in data)
+            part = ("deploy." if any(k.startswith("deploy.") for k in data)
+                    else "nodes." if any(k.startswith("nodes.") for k in data)
                     else "flow.")
             with open(path) as f:
                 old = {k: v for k, v in json.load(f).items()
@@ -915,7 +1022,8 @@ def main():
     ap.add_argument("--smoke", action="store_true",
                     help="tiny sizes, 1 repetition, then check the JSON")
     ap.add_argument("--selftest", action="store_true")
-    ap.add_argument("--only", choices=("all", "programs", "flows", "nodes"),
+    ap.add_argument("--only", choices=("all", "programs", "flows", "nodes",
+                                       "deploy"),
                     default=os.environ.get("BENCH_ONLY") or "all",
                     help="run only the programs+micro part or only the flow "
                     "benchmarks (default: $BENCH_ONLY, else all)")
@@ -923,6 +1031,8 @@ def main():
     build = os.path.abspath(args.build)
     if args.selftest:
         return selftest(os.path.join(build, "bench", "bench_spawn"))
+    if args.only == "deploy":
+        return deploy_cli(args, build)
     if args.only == "nodes":
         return nodes_cli(args, build)
     if args.only == "flows":
@@ -1053,6 +1163,9 @@ def main():
         ndata, nfail = nodes_section(args, build)
         data.update(ndata)
         failures += nfail
+        ddata, dfail = deploy_section(args, build)
+        data.update(ddata)
+        failures += dfail
 
     data["bench.total_s"] = round(time.perf_counter() - t_start, 1)
     data["bench.failures"] = len(failures)

@@ -55,6 +55,12 @@ int cli_cmd_verify(int argc, char **argv);
 void cli_cmd_verify_help(FILE *out);
 int cli_cmd_demo(int argc, char **argv);
 void cli_cmd_demo_help(FILE *out);
+int cli_cmd_deploy(int argc, char **argv);
+void cli_cmd_deploy_help(FILE *out);
+int cli_cmd_versions(int argc, char **argv);
+void cli_cmd_versions_help(FILE *out);
+int cli_cmd_rollback(int argc, char **argv);
+void cli_cmd_rollback_help(FILE *out);
 
 /* Prints "isoflow: <message>\n" to stderr. */
 void cli_errf(const char *fmt, ...)

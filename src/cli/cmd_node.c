@@ -1,12 +1,15 @@
 /*
  * cmd_node.c - `isoflow node --flow FILE.flow --name NAME`: runs the part of
  * a flow placed on one node (an edge or cloud node, or one device) and links
- * it to the other nodes over mutual TLS (docs/NODES.md).
+ * it to the other nodes over mutual TLS (docs/NODES.md); with --trust it
+ * takes signed deploys from operators (docs/DEPLOY.md), with --watch DIR
+ * unsigned stage files from a directory (development mode).
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +32,7 @@ void cli_cmd_node_help(FILE *out)
     fprintf(out,
         "usage: isoflow node --flow FILE.flow --name NAME\n"
         "                    [--certs DIR | --insecure] [--state DIR]\n"
+        "                    [--trust KEYS] [--watch DIR]\n"
         "                    [--duration S] [--stats-json F] [--quiet]\n\n"
         "Runs the stages of one node of a flow: NAME is a node declared\n"
         "with `node NAME @edge|@cloud ...` or a device of a device group\n"
@@ -43,8 +47,13 @@ void cli_cmd_node_help(FILE *out)
         "  --certs DIR      ca.crt, NAME.crt, NAME.key (from `isoflow ca`;\n"
         "                   default ./certs)\n"
         "  --insecure       plaintext links, no authentication (warns)\n"
-        "  --state DIR      spools and watermarks under DIR/NAME/ (default\n"
-        "                   ./state)\n"
+        "  --state DIR      spools and watermarks under DIR/NAME/, deployed\n"
+        "                   versions under DIR/NAME/deploy/ (default ./state)\n"
+        "  --trust KEYS     public keys deploys must be signed with: a comma\n"
+        "                   list of .pub files and directories (without it\n"
+        "                   every deploy is rejected)\n"
+        "  --watch DIR      development mode: when DIR/STAGE.wasm (or .so)\n"
+        "                   changes, swap it in WITHOUT a signature (warns)\n"
         "  --duration S     stop after S seconds (default: until a signal)\n"
         "  --time-scale X   run source schedules X times faster\n"
         "  --workers N      worker threads (default: the number of cores)\n"
@@ -113,13 +122,53 @@ static int write_stats(const char *path, double el, const fl_stage_stats *st,
 }
 
 /*
+ * Raises RLIMIT_NOFILE for an edge holding many links (one descriptor per
+ * link): the hard limit up to /proc/sys/fs/nr_open when the process may
+ * (CAP_SYS_RESOURCE), then the soft limit to the hard one.  Logs the new
+ * limit on stderr when it changed; failures are not errors (the node runs
+ * with what it has).
+ */
+static void raise_nofile(void)
+{
+    struct rlimit rl, want;
+    rlim_t before;
+    FILE *f;
+    unsigned long long nr = 0;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    before = rl.rlim_cur;
+    f = fopen("/proc/sys/fs/nr_open", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%llu", &nr) != 1)
+            nr = 0;
+        fclose(f);
+    }
+    if (nr > 0 && rl.rlim_max != RLIM_INFINITY && (rlim_t)nr > rl.rlim_max) {
+        want.rlim_cur = want.rlim_max = (rlim_t)nr;
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            rl = want;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        want.rlim_cur = rl.rlim_max;
+        want.rlim_max = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            rl = want;
+    }
+    if (rl.rlim_cur != before)
+        fprintf(stderr, "isoflow: open files limit raised from %llu to %llu\n",
+                (unsigned long long)before, (unsigned long long)rl.rlim_cur);
+}
+
+/*
  * `isoflow node`: parses options, loads the flow, runs this node's part
  * until a signal or --duration, stops (drain at most 5 s, spools synced,
  * BYE) and reports.  Returns a CLI_EXIT_* code.
  */
 int cli_cmd_node(int argc, char **argv)
 {
-    const char *file = NULL, *stats_json = NULL;
+    const char *file = NULL, *stats_json = NULL, *watch_dir = NULL;
+    cli_watch *watch = NULL;
     fl_run_opts o;
     double duration = 0;
     int quiet = 0, rc = CLI_EXIT_FAIL;
@@ -157,6 +206,10 @@ int cli_cmd_node(int argc, char **argv)
             o.certs = v;
         } else if (cli_streq(a, "--state")) {
             o.state_dir = v;
+        } else if (cli_streq(a, "--trust")) {
+            o.trust = v;
+        } else if (cli_streq(a, "--watch")) {
+            watch_dir = v;
         } else if (cli_streq(a, "--dead-letter")) {
             o.dead_letter = v;
         } else if (cli_streq(a, "--stats-json")) {
@@ -197,6 +250,7 @@ int cli_cmd_node(int argc, char **argv)
     if (o.insecure)
         fprintf(stderr, "isoflow: WARNING: --insecure: links are plaintext "
                         "and unauthenticated\n");
+    raise_nofile();
     s = fl_graph_load(file, &g, err, sizeof err);
     if (s != FL_OK) {
         fprintf(stderr, "%s\n", err[0] ? err : fl_status_msg(s));
@@ -227,9 +281,24 @@ int cli_cmd_node(int argc, char **argv)
         cli_errf("cannot start node %s (see the messages above)", o.node);
         goto out;
     }
+    if (watch_dir) {
+        uint32_t n = fl_runtime_stats(rt, st, NODE_MAX_STAGES);
+        watch = cli_watch_new(watch_dir, rt, st,
+                              n < NODE_MAX_STAGES ? n : NODE_MAX_STAGES);
+        if (!watch) {
+            cli_errf("out of memory");
+            fl_runtime_stop(rt, 5000);
+            goto out;
+        }
+    }
+    uint64_t next_watch = t0;
     while (!node_stop_flag) {
         struct timespec ts = {0, 50000000};
         uint64_t now = cli_now_ns();
+        if (watch && now >= next_watch) {
+            cli_watch_poll(watch);
+            next_watch = now + 250000000ull;
+        }
         if (duration > 0 && (double)(now - t0) / 1e9 >= duration)
             break;
         if (now >= next) {
@@ -275,6 +344,7 @@ int cli_cmd_node(int argc, char **argv)
         rc = CLI_EXIT_FAIL;
     }
 out:
+    cli_watch_free(watch);
     fl_runtime_free(rt);
     fl_graph_free(g);
     free(st);

@@ -11,6 +11,13 @@
 static int cmd_help(int argc, char **argv);
 static void cmd_help_help(FILE *out);
 
+#ifdef ISOFLOW_FIRMWARE
+/* Firmware-style build (isoflow-fw, bench/deploy/CMakeLists.txt): defined
+ * in a generated file, registers the stage modules compiled into the
+ * binary (fl_embed_module); returns 0, or -1 after printing why. */
+int cli_firmware_init(void);
+#endif
+
 /* The subcommands, in the order `isoflow --help` lists them.  New
  * subcommands (run, check, node, deploy, ...) are added here. */
 static const cli_command commands[] = {
@@ -36,6 +43,12 @@ static const cli_command commands[] = {
      cli_cmd_sign_help},
     {"verify", "check a module's signature against trusted keys",
      cli_cmd_verify, cli_cmd_verify_help},
+    {"deploy", "send a signed stage module to running nodes (live update)",
+     cli_cmd_deploy, cli_cmd_deploy_help},
+    {"versions", "list a stage's version history on a running node",
+     cli_cmd_versions, cli_cmd_versions_help},
+    {"rollback", "swap a stage on a running node back to an earlier version",
+     cli_cmd_rollback, cli_cmd_rollback_help},
     {"help", "show help for a command", cmd_help, cmd_help_help},
 };
 
@@ -100,6 +113,10 @@ int main(int argc, char **argv)
     const cli_command *c;
     int rc;
 
+#ifdef ISOFLOW_FIRMWARE
+    if (cli_firmware_init() != 0)
+        return CLI_EXIT_FAIL;
+#endif
     if (argc < 2) {
         usage(stderr);
         return CLI_EXIT_USAGE;

@@ -1,6 +1,7 @@
 /*
- * watch.c - the development mode of `isoflow run --watch DIR`: when
- * DIR/<stage>.wasm changes (size or modification time, stable over two
+ * watch.c - the development mode of `isoflow run --watch DIR` and
+ * `isoflow node --watch DIR`: when DIR/<stage>.wasm (or DIR/<stage>.so for a
+ * native stage) changes (size or modification time, stable over two
  * polls), that stage's new code is swapped into the running flow as the
  * next version, without a signature; swaps, refusals and automatic
  * rollbacks are logged.
@@ -16,7 +17,8 @@
 
 typedef struct watched {
     const char *stage;        /* borrowed from the graph */
-    char path[1024];
+    char path[1024];          /* DIR/<stage>.wasm, else DIR/<stage>.so */
+    char wasm[1024], so[1024];
     int seen;                 /* file existed at the last poll */
     long long mtime_ns, size; /* as seen at the last poll */
     int pending;              /* changed at the last poll: swap when stable */
@@ -39,6 +41,17 @@ static int file_sig(const char *path, long long *mtime_ns, long long *size)
     return 1;
 }
 
+/* The stage's watched file: its .wasm when present, else its .so. */
+static int stage_sig(watched *w, long long *mtime_ns, long long *size)
+{
+    if (file_sig(w->wasm, mtime_ns, size)) {
+        snprintf(w->path, sizeof w->path, "%s", w->wasm);
+        return 1;
+    }
+    snprintf(w->path, sizeof w->path, "%s", w->so);
+    return file_sig(w->so, mtime_ns, size);
+}
+
 cli_watch *cli_watch_new(const char *dir, fl_runtime *rt,
                          const fl_stage_stats *st, uint32_t n)
 {
@@ -56,8 +69,9 @@ cli_watch *cli_watch_new(const char *dir, fl_runtime *rt,
         watched *w = &cw->w[i];
         fl_swap_status ss;
         w->stage = st[i].name;
-        snprintf(w->path, sizeof w->path, "%s/%s.wasm", dir, st[i].name);
-        w->seen = file_sig(w->path, &w->mtime_ns, &w->size);
+        snprintf(w->wasm, sizeof w->wasm, "%s/%s.wasm", dir, st[i].name);
+        snprintf(w->so, sizeof w->so, "%s/%s.so", dir, st[i].name);
+        w->seen = stage_sig(w, &w->mtime_ns, &w->size);
         if (fl_runtime_swap_status(rt, w->stage, &ss) == FL_OK)
             w->rollbacks = ss.rollbacks;
     }
@@ -102,7 +116,7 @@ void cli_watch_poll(cli_watch *cw)
         watched *w = &cw->w[i];
         long long m = 0, sz = 0;
         fl_swap_status ss;
-        int seen = file_sig(w->path, &m, &sz);
+        int seen = stage_sig(w, &m, &sz);
         int changed = seen && (!w->seen || m != w->mtime_ns || sz != w->size);
 
         if (changed) {

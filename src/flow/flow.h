@@ -95,6 +95,20 @@ FL_API const char *const *fl_stage_kinds(void);
 FL_API const char *fl_stage_summary(const char *kind);
 FL_API const char *fl_stage_help(const char *kind);
 
+/* Modules compiled into the executable (stage_embed.c; the firmware-style
+ * build isoflow-fw of bench/deploy/): fl_embed_module registers a .wasm's
+ * bytes (borrowed for the life of the process: static data) under NAME,
+ * before any flow is loaded; a flow then declares `wasm "embedded:NAME"`.
+ * FL_OK, or FL_ARG (empty/long name or one holding '/', no bytes, NAME
+ * taken by other bytes, table full).  fl_embed_find resolves a stage path
+ * whose last component is "embedded:NAME": FL_PASS when it is not one (a
+ * file), FL_OK with the bytes (outputs may be NULL), FL_IO with a message
+ * in err (may be NULL) when NAME is not in this binary. */
+FL_API fl_status fl_embed_module(const char *name, const uint8_t *bytes,
+                                 size_t len);
+FL_API fl_status fl_embed_find(const char *path, const uint8_t **bytes,
+                               size_t *len, char *err, size_t errlen);
+
 /* ------------------------------------------------------------------------ */
 /* Running a flow.                                                          */
 
@@ -112,6 +126,11 @@ typedef struct fl_run_opts {
     const char *certs;         /* directory with ca.crt, NODE.crt, NODE.key */
     int insecure;              /* 1: plaintext links (certs ignored) */
     const char *state_dir;     /* spools and watermarks under STATE/NODE/ (default "state") */
+    /* Live update on a node (docs/DEPLOY.md "Deploying to running nodes:
+     * the node side"): the trusted public keys (a dp_trust_load spec:
+     * comma list of .pub files / directories).  NULL: every deploy is
+     * rejected.  The version store is STATE/NODE/deploy. */
+    const char *trust;         /* borrowed; NULL: no trusted keys */
 } fl_run_opts;
 
 FL_API void fl_run_opts_default(fl_run_opts *o /* OUT */);
@@ -196,7 +215,10 @@ typedef struct fl_swap_result {
 
 /*
  * Replaces the code of wasm stage `stage` with the module `wasm` (len
- * bytes, borrowed) as version `version`.  Validates and loads the module,
+ * bytes, borrowed) as version `version`.  A native stage takes the bytes of
+ * a .so the same way (every instance loads a private copy of them; the
+ * same guarantees, except that native code cannot trap: a crash takes the
+ * process down, so there is nothing to roll back on).  Validates and loads the module,
  * then holds every instance of the stage at its next message boundary (the
  * message in flight finishes on the old code), creates one new instance per
  * instance, runs init(config) and migrate(from_version) if exported; only
@@ -230,6 +252,12 @@ typedef struct fl_swap_status {
     uint32_t last_version;   /* last deployed (rolled back or refused one) */
     uint32_t swaps, rollbacks, rejected;
     uint64_t calls_since_swap; /* counted while watching */
+    uint64_t switch_ns;      /* CLOCK_MONOTONIC ns of the last switch (0: none) */
+    uint64_t first_call_ns;  /* ... of the first call after it (0: none yet;
+                                counted while watching) */
+    uint32_t rollback_traps; /* last rollback: traps counted, */
+    uint64_t rollback_calls; /* calls made since its switch, */
+    char rollback_trap[192]; /* and the trap's text ("" when none) */
     char reason[256];        /* last rollback or refusal, "" when none */
 } fl_swap_status;
 /* FL_OK, or FL_ARG when there is no such stage. */

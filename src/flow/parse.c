@@ -2058,7 +2058,9 @@ static int check_stages(parser *P)
         char msg[512], exp[256];
         if (ops == NULL)
             continue; /* cannot happen: kinds are checked while parsing */
-        if (s->path != NULL && strcmp(s->kind, "jsonl") != 0) {
+        /* "embedded:NAME" is no file: the host's check resolves it. */
+        if (s->path != NULL && strcmp(s->kind, "jsonl") != 0 &&
+            fl_embed_find(s->path, NULL, NULL, NULL, 0) == FL_PASS) {
             FILE *f = fopen(s->path, "rb");
             if (f == NULL) {
                 int e = errno;

@@ -286,9 +286,12 @@ bool fl__swap_seen(fl__swst *s);
 bool fl__swap_trap(fl__swst *s, const char *why);
 /* The rollback generation (an instance running another one reloads). */
 uint32_t fl__swap_gen(fl__swst *s);
-/* The code instances run now: a module reference (NULL: the declaration's
- * file, never swapped), its version and the generation. */
-fl__wmod *fl__swap_current(fl__swst *s, uint32_t *version, uint32_t *gen);
+/* A stage's code for a swap, either kind (rt_swap.c): a wasm module or a
+ * native .so's bytes behind one handle, shared by reference.             */
+typedef struct fl__code fl__code;
+/* The code instances run now: a reference (NULL: the declaration's file,
+ * never swapped), its version and the generation. */
+fl__code *fl__swap_current(fl__swst *s, uint32_t *version, uint32_t *gen);
 
 /* runtime.c side, for rt_swap.c (not concurrently with stop/free).        */
 /* Stage by name: index, declaration, local instances, stopped flag; false
@@ -305,7 +308,7 @@ fl_status fl__rt_park(fl_runtime *rt, uint32_t stage, uint32_t ticket,
 /* Parked instances only.  Creates instance k's new host from m, running
  * init then migrate(from) with if_meta(VERSION) = version. */
 fl_status fl__rt_prepare(fl_runtime *rt, uint32_t stage, uint32_t k,
-                         fl__wmod *m, uint32_t version, uint32_t from,
+                         fl__code *m, uint32_t version, uint32_t from,
                          fl__inst **out, char *err, size_t errlen);
 /* Installs a prepared host as instance k's (the old one is destroyed). */
 void fl__rt_install(fl_runtime *rt, uint32_t stage, uint32_t k,
@@ -318,6 +321,117 @@ fl__kv *fl__rt_inst_kv(fl_runtime *rt, uint32_t stage, uint32_t k);
 fl__swst *fl__rt_stage_swst(fl_runtime *rt, uint32_t i);
 /* Destroys a host of the stage's kind (a prepared one not installed). */
 void fl__rt_host_destroy(fl_runtime *rt, uint32_t stage, fl__inst *host);
+
+/* ------------------------------------------------------------------------ */
+/* Live update of native stages, and the node's control plane (rt_ctl.c,
+ * docs/DEPLOY.md "Deploying to running nodes: the node side").            */
+
+/* stage_native.c: a native module's bytes, shared by reference.          */
+typedef struct fl__nmod fl__nmod;
+/* Checks `bytes` (copied) as a new version of native stage d: a private
+ * copy loads, exports the ABI and what the stage's role needs.  FL_OK with
+ * a reference, FL_ARG (not a native stage), FL_CHECK or FL_NOMEM. */
+fl_status fl__native_load(const fl__stage *d, const uint8_t *bytes,
+                          size_t len, fl__nmod **out, char *err,
+                          size_t errlen);
+fl__nmod *fl__native_mod_ref(fl__nmod *m);
+void fl__native_mod_release(fl__nmod *m);
+uint64_t fl__native_mod_hash(const fl__nmod *m); /* FNV-1a 64 of the bytes */
+/* The module a native host instance runs, with a new reference. */
+fl__nmod *fl__native_inst_mod(fl__inst *in);
+/* Creates an instance (a private copy of m) and runs its init(config). */
+fl_status fl__native_create_mod(const fl__stage *d, fl__nmod *m,
+                                const if_host_api *api, void *ctx,
+                                fl__inst **out, char *err, size_t errlen);
+/* Runs stage_migrate(from) when the module defines it (else FL_OK). */
+fl_status fl__native_migrate(fl__inst *in, int32_t from, char *err,
+                             size_t errlen);
+
+/* rt_swap.c: the kind-independent code handle (dispatch on d->kind).     */
+fl_status fl__code_load(const fl__stage *d, const uint8_t *bytes, size_t len,
+                        fl__code **out, char *err, size_t errlen);
+fl__code *fl__code_ref(fl__code *c);
+void fl__code_release(fl__code *c);
+uint64_t fl__code_hash(const fl__code *c);
+/* The code a host instance of d runs (new reference; NULL: not swappable). */
+fl__code *fl__code_of_inst(const fl__stage *d, fl__inst *host);
+fl_status fl__code_create(const fl__stage *d, fl__code *c,
+                          const if_host_api *api, void *ctx, fl__inst **out,
+                          char *err, size_t errlen);
+fl_status fl__code_migrate(const fl__stage *d, fl__inst *in, int32_t from,
+                           char *err, size_t errlen);
+/* Before any instance of the stage exists: the stage starts on `bytes` as
+ * version `version` instead of its declaration's file. */
+fl_status fl__swap_preset(fl_runtime *rt, const char *stage,
+                          const uint8_t *bytes, size_t len, uint32_t version,
+                          char *err, size_t errlen);
+
+/* runtime.c: stage i's declaration and local instance count (false past
+ * the last stage); the node's name (NULL outside node mode); the network
+ * side and the control plane (NULL when absent). */
+bool fl__rt_stage_at(fl_runtime *rt, uint32_t i, const fl__stage **decl,
+                     uint32_t *ninst);
+const char *fl__rt_node_name(const fl_runtime *rt);
+fl__net *fl__rt_net(fl_runtime *rt);
+typedef struct fl__ctl fl__ctl;
+fl__ctl *fl__rt_ctl(fl_runtime *rt);
+
+/* rt_ctl.c: the control plane of a node (request queue, one control
+ * thread; its state under its own mutex).                                  */
+struct nt_conn;
+struct nt_frame;
+/* Opens the node's version store (STATE/NAME/deploy), loads the trusted
+ * keys (o->trust), and presets every local stage whose store has an active
+ * version (logged "stage S: running deployed version V (sha256 H)").
+ * Called by fl_runtime_new before the stage instances exist.  On failure
+ * err says why. */
+fl_status fl__ctl_new(fl_runtime *rt, const fl_graph *g, const fl_run_opts *o,
+                      fl__ctl **out, char *err, size_t errlen);
+/* Starts the control thread (after the network side started). */
+fl_status fl__ctl_start(fl__ctl *c);
+/* Stops and joins the control thread; pending requests are dropped. */
+void fl__ctl_stop(fl__ctl *c);
+/* After the network side is freed (no more link callbacks). */
+void fl__ctl_free(fl__ctl *c);
+/* Link callbacks (loop thread, n->mu NOT held):
+ * an accepted operator connection (0: accepted); */
+int fl__ctl_on_open(fl__ctl *c, struct nt_conn *conn, const char *peer);
+/* a frame: returns 1 when it is the control plane's (CTL, CTL_REPLY, or
+ * anything from an operator connection, which is then closed), else 0; */
+int fl__ctl_on_frame(fl__ctl *c, struct nt_conn *conn,
+                     const struct nt_frame *f);
+/* any connection closing (operator ones are forgotten, forwards over it
+ * fail). */
+void fl__ctl_on_close(fl__ctl *c, struct nt_conn *conn);
+
+/* Tests and local callers: submits one request as if from an operator;
+ * every reply's JSON (NUL-terminated, valid during the call) goes to fn on
+ * the control thread.  FL_OK (queued) or FL_NOMEM. */
+typedef void (*fl__ctl_reply_fn)(void *user, const char *json, size_t len);
+fl_status fl__ctl_submit(fl__ctl *c, const char *json, size_t json_len,
+                         const uint8_t *blob, size_t blob_len,
+                         fl__ctl_reply_fn fn, void *user);
+/* Tests: submits a request as if it came from a peer link that is neither
+ * an operator nor this node's `down` peer (name, nt_role). */
+fl_status fl__ctl_submit_peer(fl__ctl *c, const char *peer, int role,
+                              const char *json, size_t json_len,
+                              fl__ctl_reply_fn fn, void *user);
+
+/* rt_net.c, for rt_ctl.c (n->mu taken inside; never with the ctl mutex
+ * held by the caller while the loop thread could need it):
+ * whether conn is the ready link to our `down` peer (1) or another peer's
+ * (0: its name and role filled when known); */
+int fl__net_ctl_peer(fl__net *n, struct nt_conn *conn, char *name,
+                     size_t cap, int *role);
+/* sends one encoded frame to the connected peer below called `name`:
+ * 0 sent (*used: the connection), -1 no such node connects to us, -2 it
+ * is not connected, -3 the send failed; */
+int fl__net_ctl_send_peer(fl__net *n, const char *name, const uint8_t *data,
+                          size_t len, struct nt_conn **used);
+/* sends one encoded frame to `down` if conn is still its ready link
+ * (0 sent, -1 not). */
+int fl__net_ctl_send_down(fl__net *n, struct nt_conn *conn,
+                          const uint8_t *data, size_t len);
 
 /* ------------------------------------------------------------------------ */
 /* Hooks for the runtime tests.                                             */

@@ -41,6 +41,14 @@
                                    (RT_DEFAULT_CREDITS of runtime.c) */
 
 #define NET_MAX_LINKSRC 8u   /* demand/pull sources tracked per node */
+#define NET_DOWN_BOUND (2u * NET_WINDOW) /* edge: records unacknowledged by
+                                  the node below above which the credits
+                                  owed to devices are withheld (default of
+                                  ISOFLOW_NET_BACKLOG) */
+#define NET_SYNC_NS 50000000ull /* batch sync point of spools + watermarks */
+#define NET_MAX_WMFD 8u         /* watermark fds awaiting the sync point */
+#define NET_WBUF (64u * 1024u)  /* spool appends buffered in memory until
+                                   the next ACK, read or (device) pump pass */
 
 typedef struct rxbuf {        /* one DATA frame payload waiting for the pump */
     struct rxbuf *next;
@@ -66,6 +74,10 @@ typedef struct peer {
     uint32_t owe_n[NET_MAX_LINKSRC]; /* credits owed per n->csrc entry, sent
                                   after the ACK that covers them */
     uint64_t pulls;           /* PULL frames sent to it */
+    int sdirty;               /* on n->sdirty: appended since the sync point */
+    struct peer *snext;
+    int wpend;                /* on n->wpend: buffered appends not written */
+    struct peer *wnext;
     int isdev;                /* a device connecting to us */
     int active;               /* on the pump's active list */
     struct peer *anext;
@@ -126,6 +138,7 @@ struct fl__net {
     pthread_cond_t cv;
     pthread_t th;
     int running, quit, paused;
+    int pump_idle;            /* the pump waits on cv (wake_pump) */
     peer **peers;             /* every peer, in creation order */
     uint32_t npeers, cap;
     peer **byname;            /* hash table of peers by name (ncap slots) */
@@ -152,6 +165,17 @@ struct fl__net {
     int quiet_links;          /* many devices: no per-device link lines */
     int devwm;                /* in-devices.seq: the watermarks of the
                                  device links, 21 bytes per device index */
+    /* Data path (docs/NODES.md "Durability", "Credits across the edge"). */
+    uint8_t sync;             /* nt_sync of spools and watermarks */
+    uint64_t sync_due;        /* monotonic ns of the next batch sync point */
+    peer *sdirty;             /* peers whose spool took appends since */
+    peer *wpend;              /* peers whose spool holds buffered appends */
+    uint64_t wfail;           /* failed flush_appends (logged once) */
+    int wmdirty[NET_MAX_WMFD];/* watermark fds written since */
+    uint32_t nwmdirty;
+    int withheld;             /* edge: device credits held back (backlog) */
+    uint64_t down_bound;      /* edge: NET_DOWN_BOUND or ISOFLOW_NET_BACKLOG */
+    uint64_t down_max;        /* edge: highest backlog toward the node below */
 };
 
 static void nlog(const char *fmt, ...)
@@ -223,15 +247,16 @@ static void write_u64(int fd, uint64_t v) { write_u64_at(fd, 0, v); }
 static int64_t device_of(const fl__net *n, const char *name)
 {
     const fl_graph *g = n->g;
+    int64_t d = fl__graph_device_index(g, name); /* O(1): a hash */
+    if (d < 0)
+        return -1;
     for (uint32_t k = 0; k < g->ngroups; k++) {
         const fl__group *gr = &g->groups[k];
-        if (gr->layer != FL__LAYER_DEVICE || gr->connect_idx < 0 ||
-            strcmp(g->nodes[gr->connect_idx].name, n->name) != 0)
-            continue;
-        for (uint32_t d = gr->first_device; d < gr->first_device + gr->count &&
-                                            d < g->ndevices; d++)
-            if (strcmp(g->device_names[d], name) == 0)
-                return d;
+        if (gr->layer == FL__LAYER_DEVICE && gr->connect_idx >= 0 &&
+            (uint64_t)d >= gr->first_device &&
+            (uint64_t)d - gr->first_device < gr->count)
+            return strcmp(g->nodes[gr->connect_idx].name, n->name) == 0 ? d
+                                                                        : -1;
     }
     return -1;
 }
@@ -353,6 +378,11 @@ static nt_spool *spool_of(fl__net *n, peer *p)
         return p->sp;
     snprintf(path, sizeof path, "%s/out-%s", n->dir, p->name);
     nt_spool_opts_default(&so);
+    so.sync = n->sync;
+    /* Appends are written in batches (docs/NODES.md "Durability"): before
+     * the ACK that depends on them (flush_appends), before they are read
+     * for sending, and on a device at every pump pass. */
+    so.write_buffer = NET_WBUF;
     if (nt_spool_open(path, &so, &p->sp, err, sizeof err) != NT_OK) {
         nlog("cannot open spool %s: %s", path, err);
         p->sp = NULL;
@@ -464,17 +494,7 @@ static int connects_to_me(const fl__net *n, const char *name)
             strcmp(g->nodes[g->nodes[i].connect_idx].name, n->name) == 0 &&
             strcmp(g->nodes[i].name, name) == 0)
             return 1;
-    for (uint32_t k = 0; k < g->ngroups; k++) {
-        const fl__group *gr = &g->groups[k];
-        if (gr->layer != FL__LAYER_DEVICE || gr->connect_idx < 0 ||
-            strcmp(g->nodes[gr->connect_idx].name, n->name) != 0)
-            continue;
-        for (uint32_t d = gr->first_device; d < gr->first_device + gr->count &&
-                                            d < g->ndevices; d++)
-            if (strcmp(g->device_names[d], name) == 0)
-                return 1;
-    }
-    return 0;
+    return device_of(n, name) >= 0;
 }
 
 /* The node that runs layer `layer` for device `origin`: the device itself,
@@ -499,7 +519,15 @@ static const char *node_for(const fl__net *n, uint32_t origin, int layer)
     return NULL;
 }
 
-static void wake_pump(fl__net *n) { pthread_cond_signal(&n->cv); }
+/* Wakes the pump when it waits (one signal per wait: the callers of a
+ * busy node do not each pay a futex wake).  Under mu. */
+static void wake_pump(fl__net *n)
+{
+    if (n->pump_idle) {
+        n->pump_idle = 0;
+        pthread_cond_signal(&n->cv);
+    }
+}
 
 /* ------------------------------------------------------------------------ */
 /* Sending side.                                                            */
@@ -553,10 +581,21 @@ int fl__net_send(fl__net *n, const fl__wire *w)
     } else {
         n->n_out++;
         mark_active(n, p);
+        if (p == n->down && seq - p->acked > n->down_max)
+            n->down_max = seq - p->acked;
+        if (!p->sdirty && n->sync == NT_SYNC_BATCH) {
+            p->sdirty = 1;
+            p->snext = n->sdirty;
+            n->sdirty = p;
+        }
+        if (!p->wpend) {
+            p->wpend = 1;
+            p->wnext = n->wpend;
+            n->wpend = p;
+        }
+        wake_pump(n);
     }
     pthread_mutex_unlock(&n->mu);
-    if (r == 0)
-        wake_pump(n);
     return r;
 }
 
@@ -881,8 +920,100 @@ static void take_inbox(fl__net *n, peer *p)
     }
 }
 
+/* Records that watermark file fd was written: under NT_SYNC_ALWAYS it is
+ * made durable now (before the ACK that depends on it), under
+ * NT_SYNC_BATCH at the next sync point (sync_point). */
+static void wm_written(fl__net *n, int fd)
+{
+    if (n->sync == NT_SYNC_ALWAYS) {
+        if (fdatasync(fd) != 0)
+            nlog("cannot sync a watermark: %s", strerror(errno));
+        return;
+    }
+    if (n->sync != NT_SYNC_BATCH)
+        return;
+    for (uint32_t i = 0; i < n->nwmdirty; i++)
+        if (n->wmdirty[i] == fd)
+            return;
+    if (n->nwmdirty < NET_MAX_WMFD)
+        n->wmdirty[n->nwmdirty++] = fd;
+    else if (fdatasync(fd) != 0)
+        nlog("cannot sync a watermark: %s", strerror(errno));
+}
+
+/* The batch sync point (NT_SYNC_BATCH, every NET_SYNC_NS and at stop):
+ * the spools that took appends first, then the watermarks, so a watermark
+ * on disk never covers a message whose derived records are not.  Under
+ * mu. */
+static void sync_point(fl__net *n)
+{
+    while (n->sdirty) {
+        peer *p = n->sdirty;
+        n->sdirty = p->snext;
+        p->sdirty = 0;
+        nt_status st = p->sp ? nt_spool_sync(p->sp) : NT_OK;
+        if (st != NT_OK)
+            nlog("cannot sync the spool to %s: %s", p->name,
+                 nt_status_msg(st));
+    }
+    for (uint32_t i = 0; i < n->nwmdirty; i++)
+        if (fdatasync(n->wmdirty[i]) != 0)
+            nlog("cannot sync a watermark: %s", strerror(errno));
+    n->nwmdirty = 0;
+    n->sync_due = mono_now() + NET_SYNC_NS;
+}
+
+/* Edge: is the backlog toward the node below (records appended but not
+ * acknowledged by it) above `bound`? */
+static int down_over(fl__net *n, uint64_t bound)
+{
+    peer *d = n->down;
+    return d && d->sp && n->dev < 0 && spool_last(d->sp) - d->acked > bound;
+}
+
+/* Edge: once the backlog toward the node below is back under half the
+ * bound, the device peers whose credits were withheld get them (their
+ * ACKs are out: the pump sends the credits on its next visit).  Under
+ * mu. */
+static void release_credits(fl__net *n)
+{
+    if (!n->withheld || down_over(n, n->down_bound / 2))
+        return;
+    n->withheld = 0;
+    for (uint32_t k = 0; k < n->npeers; k++) {
+        peer *p = n->peers[k];
+        for (uint32_t i = 0; i < n->ncsrc; i++)
+            if (p->owe_n[i]) {
+                mark_active(n, p);
+                break;
+            }
+    }
+}
+
+/* Writes the spool appends buffered in memory (edge, cloud: NET_WBUF)
+ * before a watermark that may cover the messages they derive from is
+ * written: then a crash never acknowledges a message whose derived
+ * records are lost.  Returns 0, or -1 when a spool could not be written
+ * (the watermark must then stay where it is).  Under mu. */
+static int flush_appends(fl__net *n)
+{
+    while (n->wpend) {
+        peer *p = n->wpend;
+        nt_status st = p->sp ? nt_spool_flush(p->sp) : NT_OK;
+        if (st != NT_OK) { /* stays listed: no watermark passes it */
+            if (!n->wfail++)
+                nlog("cannot write the spool to %s: %s (no more "
+                     "acknowledgements)", p->name, nt_status_msg(st));
+            return -1;
+        }
+        n->wpend = p->wnext;
+        p->wpend = 0;
+    }
+    return 0;
+}
+
 /* Advances p's ack watermark over the finished tokens (in seq order),
- * persists it and sends the ACK. */
+ * persists it (after flush_appends) and sends the ACK. */
 static void advance(fl__net *n, peer *p, int force)
 {
     while (p->thead &&
@@ -902,21 +1033,33 @@ static void advance(fl__net *n, peer *p, int force)
     if (!p->thead && !p->rxh && p->in_seen > p->in_done)
         p->in_done = p->in_seen; /* only duplicates were left */
     if (p->in_done > p->in_done_sent || (force && p->in_done)) {
-        if (n->actfd >= 0 && n->act_done)
+        int wfd = p->wmfd >= 0 ? p->wmfd : n->devwm;
+        if (flush_appends(n) != 0)
+            return;
+        if (n->actfd >= 0 && n->act_done) {
             write_u64(n->actfd, n->act_done); /* before the ack */
-        write_u64_at(p->wmfd >= 0 ? p->wmfd : n->devwm, p->wmoff, p->in_done);
+            wm_written(n, n->actfd);
+        }
+        write_u64_at(wfd, p->wmoff, p->in_done);
+        wm_written(n, wfd);
         if (p->ready && p->conn) {
             nt_buf_reset(&n->out);
             if (nt_put_u64(&n->out, NT_ACK, p->in_done) == NT_OK &&
-                nt_conn_send(p->conn, n->out.data, n->out.len) == NT_OK) {
+                nt_conn_send(p->conn, n->out.data, n->out.len) == NT_OK)
                 p->in_done_sent = p->in_done;
-                send_owed(n, p);
-            }
         } else {
             p->in_done_sent = p->in_done; /* HELLO carries it on reconnect */
             /* The device reconciles these from the acknowledgement. */
             memset(p->owe_n, 0, sizeof p->owe_n);
         }
+    }
+    /* Credits go out after the ACK that covers them, unless the edge's
+     * backlog toward the node below is over the bound. */
+    if (p->isdev && p->ready && p->conn && p->in_done_sent == p->in_done) {
+        if (down_over(n, n->down_bound))
+            n->withheld = 1;
+        else
+            send_owed(n, p);
     }
 }
 
@@ -940,7 +1083,12 @@ static void *pump_main(void *arg)
     fl__net *n = arg;
     pthread_mutex_lock(&n->mu);
     while (!n->quit) {
+        if (n->dev >= 0)
+            (void)flush_appends(n); /* bounds what a device crash loses */
         lease_seq(n);
+        release_credits(n);
+        if (n->sync == NT_SYNC_BATCH && mono_now() >= n->sync_due)
+            sync_point(n);
         if (!n->paused && n->npsrc)
             send_pulls(n);
         /* Only the peers with something to do; a peer stays on the list
@@ -969,7 +1117,9 @@ static void *pump_main(void *arg)
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000l;
         }
+        n->pump_idle = 1;
         pthread_cond_timedwait(&n->cv, &n->mu, &ts);
+        n->pump_idle = 0;
     }
     pthread_mutex_unlock(&n->mu);
     return NULL;
@@ -1006,6 +1156,8 @@ static int on_open(void *user, nt_conn *c, const char *peer_name, int role)
 {
     fl__net *n = user;
     int rc = 0;
+    if (role == NT_ROLE_OPERATOR) /* the control plane's (rt_ctl.c): no HELLO */
+        return fl__ctl_on_open(fl__rt_ctl(n->rt), c, peer_name);
     pthread_mutex_lock(&n->mu);
     if (n->down && c == n->down->conn) {
         if (n->tls && strcmp(peer_name, n->down->name) != 0) {
@@ -1112,6 +1264,9 @@ static void on_frame(void *user, nt_conn *c, const nt_frame *f)
     char err[160];
     uint64_t v;
     peer *p;
+    /* CTL, CTL_REPLY and operator connections go to rt_ctl.c first */
+    if (fl__ctl_on_frame(fl__rt_ctl(n->rt), c, f))
+        return;
     pthread_mutex_lock(&n->mu);
     switch (f->type) {
     case NT_HELLO:
@@ -1143,6 +1298,10 @@ static void on_frame(void *user, nt_conn *c, const nt_frame *f)
         else
             p->rxh = b;
         p->rxt = b;
+        /* Injected here, one thread hop less than through the pump (which
+         * takes what a full queue left, and sends the ACK). */
+        if (!n->paused)
+            take_inbox(n, p);
         mark_active(n, p);
         wake_pump(n);
         break;
@@ -1184,6 +1343,7 @@ static void on_frame(void *user, nt_conn *c, const nt_frame *f)
 static void on_close(void *user, nt_conn *c, const char *reason)
 {
     fl__net *n = user;
+    fl__ctl_on_close(fl__rt_ctl(n->rt), c); /* before the handle dies */
     pthread_mutex_lock(&n->mu);
     unbound *u = pmap_get(&n->ubmap, c);
     if (u) {
@@ -1204,6 +1364,21 @@ static void on_close(void *user, nt_conn *c, const char *reason)
 /* ------------------------------------------------------------------------ */
 /* Life cycle.                                                              */
 
+/* The sync policy of spools and watermarks: ISOFLOW_SPOOL_SYNC = none,
+ * batch (default) or always (docs/NODES.md "Durability"). */
+static uint8_t sync_policy(void)
+{
+    const char *e = getenv("ISOFLOW_SPOOL_SYNC");
+    if (e && strcmp(e, "always") == 0)
+        return NT_SYNC_ALWAYS;
+    if (e && strcmp(e, "none") == 0)
+        return NT_SYNC_NONE;
+    if (e && *e && strcmp(e, "batch") != 0)
+        nlog("ISOFLOW_SPOOL_SYNC=%s: not none, batch or always; using batch",
+             e);
+    return NT_SYNC_BATCH;
+}
+
 fl_status fl__net_new(fl_runtime *rt, const fl_graph *g, const fl_run_opts *o,
                       fl__net **out, char *err, size_t errlen)
 {
@@ -1220,6 +1395,11 @@ fl_status fl__net_new(fl_runtime *rt, const fl_graph *g, const fl_run_opts *o,
     n->seqfd = -1;
     n->actfd = -1;
     n->devwm = -1;
+    n->sync = sync_policy();
+    const char *bl = getenv("ISOFLOW_NET_BACKLOG");
+    n->down_bound = bl && *bl ? strtoull(bl, NULL, 10) : 0;
+    if (!n->down_bound)
+        n->down_bound = NET_DOWN_BOUND;
     pthread_mutex_init(&n->mu, NULL);
     pthread_cond_init(&n->cv, NULL);
     nt_buf_init(&n->enc, 0);
@@ -1331,6 +1511,8 @@ fl_status fl__net_start(fl__net *n, char *err, size_t errlen)
             if (g->groups[k].connect_idx >= 0 &&
                 strcmp(g->nodes[g->groups[k].connect_idx].name, n->name) == 0)
                 roles |= 1u << NT_ROLE_DEVICE;
+        if (fl__rt_ctl(n->rt)) /* deploys (rt_ctl.c) */
+            roles |= 1u << NT_ROLE_OPERATOR;
         if (nt_listen(n->loop, n->tls, n->listen, roles, &n->cb, n, &n->ls,
                       e2, sizeof e2) != NT_OK) {
             nlog("cannot listen on %s: %s", n->listen, e2);
@@ -1381,6 +1563,10 @@ static void log_link_figures(fl__net *n)
         if (n->psrc[i].local)
             nlog("pull %s: %llu asks taken", n->g->stages[n->psrc[i].stage].name,
                  (unsigned long long)n->asks_in);
+    if (n->dev < 0 && n->down && n->ncsrc)
+        nlog("backlog to %s: at most %llu records (credits withheld above "
+             "%llu)", n->down->name, (unsigned long long)n->down_max,
+             (unsigned long long)n->down_bound);
     if (n->npsrc && n->dev < 0)
         for (uint32_t k = 0; k < n->npeers; k++)
             if (n->peers[k]->below)
@@ -1427,6 +1613,7 @@ void fl__net_stop(fl__net *n)
         if (p->ready && p->conn)
             nt_conn_send(p->conn, bye.data, bye.len);
     }
+    sync_point(n); /* the watermarks (the spools are synced above) */
     if (n->dev >= 0 && n->seqfd >= 0) {
         write_u64(n->seqfd, atomic_load(fl__rt_dev_seq(n->rt, (uint32_t)n->dev)));
         fdatasync(n->seqfd);
@@ -1509,4 +1696,76 @@ void fl__net_counts(fl__net *n, uint32_t *links_up, uint64_t *msgs_in,
     *msgs_out = n->n_out;
     *spooled = sp;
     pthread_mutex_unlock(&n->mu);
+}
+
+/* ------------------------------------------------------------------------ */
+/* For the control plane (rt_ctl.c; see rt_int.h).                          */
+
+int fl__net_ctl_peer(fl__net *n, nt_conn *c, char *name, size_t cap,
+                     int *role)
+{
+    int rc = 0;
+    pthread_mutex_lock(&n->mu);
+    if (n->down && n->down->conn == c) {
+        rc = n->down->ready ? 1 : 0;
+        snprintf(name, cap, "%s", n->down->name);
+        *role = 0;
+        for (uint32_t i = 0; i < n->g->nnodes; i++)
+            if (strcmp(n->g->nodes[i].name, n->down->name) == 0)
+                *role = n->g->nodes[i].layer + 1;
+    } else {
+        peer *p = peer_of(n, c);
+        unbound *u = p ? NULL : pmap_get(&n->ubmap, c);
+        if (p) {
+            snprintf(name, cap, "%s", p->name);
+            if (p->isdev) {
+                *role = NT_ROLE_DEVICE;
+            } else {
+                *role = 0;
+                for (uint32_t i = 0; i < n->g->nnodes; i++)
+                    if (strcmp(n->g->nodes[i].name, p->name) == 0)
+                        *role = n->g->nodes[i].layer + 1;
+            }
+        } else if (u) { /* no HELLO yet: the certificate's name */
+            snprintf(name, cap, "%s", u->cn);
+            *role = device_of(n, u->cn) >= 0 ? NT_ROLE_DEVICE : 0;
+            for (uint32_t i = 0; !*role && i < n->g->nnodes; i++)
+                if (strcmp(n->g->nodes[i].name, u->cn) == 0)
+                    *role = n->g->nodes[i].layer + 1;
+        }
+    }
+    pthread_mutex_unlock(&n->mu);
+    return rc;
+}
+
+int fl__net_ctl_send_peer(fl__net *n, const char *name, const uint8_t *data,
+                          size_t len, nt_conn **used)
+{
+    int rc;
+    pthread_mutex_lock(&n->mu);
+    peer *p = peer_find(n, name);
+    if (!connects_to_me(n, name) || (p && !p->below))
+        rc = -1;
+    else if (!p || !p->ready || !p->conn)
+        rc = -2;
+    else if (nt_conn_send(p->conn, data, len) != NT_OK)
+        rc = -3;
+    else {
+        rc = 0;
+        *used = p->conn;
+    }
+    pthread_mutex_unlock(&n->mu);
+    return rc;
+}
+
+int fl__net_ctl_send_down(fl__net *n, nt_conn *c, const uint8_t *data,
+                          size_t len)
+{
+    int rc = -1;
+    pthread_mutex_lock(&n->mu);
+    if (n->down && n->down->conn == c && n->down->ready &&
+        nt_conn_send(c, data, len) == NT_OK)
+        rc = 0;
+    pthread_mutex_unlock(&n->mu);
+    return rc;
 }

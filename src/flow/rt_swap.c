@@ -1,8 +1,9 @@
 /*
- * rt_swap.c - live update of a wasm stage inside a running runtime: the
+ * rt_swap.c - live update of a stage's code inside a running runtime: the
  * all-or-nothing swap (park every instance at a message boundary, prepare
  * the new instances, install, release) and the automatic rollback of a
- * version that traps right after its switch.  runtime.c provides the
+ * version that traps right after its switch, for wasm and native stages
+ * (fl__code: either kind's module behind one handle).  runtime.c provides the
  * mechanism (rt_int.h); docs/RUNTIME.md "Live update" describes the design.
  */
 #include <pthread.h>
@@ -17,24 +18,139 @@
 #define SW_FAILED_MAX 32      /* content hashes of rolled-back versions */
 #define SW_PARK_TIMEOUT_MS 2000u
 
+/* A stage's code as loaded for a swap: a wasm module or a native .so,
+ * shared by reference (the swap state, prepared instances). */
+struct fl__code {
+    _Atomic uint32_t refs;
+    bool native;
+    fl__wmod *w;              /* wasm: one reference */
+    fl__nmod *n;              /* native: one reference */
+};
+
+static fl__code *code_wrap(fl__wmod *w, fl__nmod *n)
+{
+    fl__code *c;
+    if (!w && !n)
+        return NULL;
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        fl__wasm_mod_release(w);
+        fl__native_mod_release(n);
+        return NULL;
+    }
+    atomic_init(&c->refs, 1);
+    c->native = n != NULL;
+    c->w = w;
+    c->n = n;
+    return c;
+}
+
+static bool kind_is(const fl__stage *d, const char *k)
+{
+    return d->kind && strcmp(d->kind, k) == 0;
+}
+
+fl_status fl__code_load(const fl__stage *d, const uint8_t *bytes, size_t len,
+                        fl__code **out, char *err, size_t errlen)
+{
+    fl__wmod *w = NULL;
+    fl__nmod *n = NULL;
+    fl_status st;
+    *out = NULL;
+    if (kind_is(d, "wasm"))
+        st = fl__wasm_load(d, bytes, len, &w, err, errlen);
+    else if (kind_is(d, "native"))
+        st = fl__native_load(d, bytes, len, &n, err, errlen);
+    else {
+        snprintf(err, errlen,
+                 "stage '%s' is not a wasm stage (nor a native one: kind "
+                 "'%s'); only their code can be replaced",
+                 d->name, d->kind ? d->kind : "?");
+        return FL_ARG;
+    }
+    if (st != FL_OK)
+        return st;
+    *out = code_wrap(w, n);
+    if (!*out) {
+        snprintf(err, errlen, "out of memory");
+        return FL_NOMEM;
+    }
+    return FL_OK;
+}
+
+fl__code *fl__code_ref(fl__code *c)
+{
+    if (c)
+        atomic_fetch_add(&c->refs, 1);
+    return c;
+}
+
+void fl__code_release(fl__code *c)
+{
+    if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
+        return;
+    fl__wasm_mod_release(c->w);
+    fl__native_mod_release(c->n);
+    free(c);
+}
+
+uint64_t fl__code_hash(const fl__code *c)
+{
+    if (!c)
+        return 0;
+    return c->native ? fl__native_mod_hash(c->n) : fl__wasm_mod_hash(c->w);
+}
+
+fl__code *fl__code_of_inst(const fl__stage *d, fl__inst *host)
+{
+    if (!host)
+        return NULL;
+    if (kind_is(d, "native"))
+        return code_wrap(NULL, fl__native_inst_mod(host));
+    if (kind_is(d, "wasm"))
+        return code_wrap(fl__wasm_inst_mod(host), NULL);
+    return NULL;
+}
+
+fl_status fl__code_create(const fl__stage *d, fl__code *c,
+                          const if_host_api *api, void *ctx, fl__inst **out,
+                          char *err, size_t errlen)
+{
+    if (c->native)
+        return fl__native_create_mod(d, c->n, api, ctx, out, err, errlen);
+    return fl__wasm_create_mod(d, c->w, api, ctx, out, err, errlen);
+}
+
+fl_status fl__code_migrate(const fl__stage *d, fl__inst *in, int32_t from,
+                           char *err, size_t errlen)
+{
+    if (kind_is(d, "native"))
+        return fl__native_migrate(in, from, err, errlen);
+    return fl__wasm_migrate(in, from, err, errlen);
+}
+
 /* One stage's swap state.  `mu` guards the fields without _Atomic and is
  * held only briefly (workers take it on a trap); `swap_mu` serialises
  * swaps of the stage and is held across the pause. */
 struct fl__swst {
     pthread_mutex_t mu, swap_mu;
-    fl__wmod *cur, *prev;     /* references; NULL: the declaration's file */
+    fl__code *cur, *prev;     /* references; NULL: the declaration's file */
     uint32_t ver, prev_ver;
     uint64_t cur_hash;
     _Atomic uint32_t gen;     /* bumped by each rollback */
     _Atomic int watching;     /* inside the post-swap window */
     _Atomic uint64_t seen;    /* calls since the switch */
     _Atomic uint64_t t_switch;/* monotonic ns of the switch */
+    _Atomic uint64_t t_first; /* monotonic ns of the first call after it */
     _Atomic uint32_t pol_traps, pol_msgs, pol_ms;
     uint32_t traps;           /* traps inside the window */
     uint32_t ticket;          /* last park ticket (under swap_mu) */
     fl_swap_state state;
     uint32_t last_ver, swaps, rollbacks, rejected;
     char reason[256];
+    char rb_why[192];         /* last rollback: the trap's text */
+    uint32_t rb_traps;        /* ... traps counted, calls made */
+    uint64_t rb_calls;
     uint64_t failed[SW_FAILED_MAX];
     uint32_t nfailed;
 };
@@ -58,6 +174,7 @@ fl__swst *fl__swap_new(void)
     atomic_init(&s->watching, 0);
     atomic_init(&s->seen, 0);
     atomic_init(&s->t_switch, 0);
+    atomic_init(&s->t_first, 0);
     atomic_init(&s->pol_traps, 1);
     atomic_init(&s->pol_msgs, 100);
     atomic_init(&s->pol_ms, 5000);
@@ -68,8 +185,8 @@ void fl__swap_free(fl__swst *s)
 {
     if (!s)
         return;
-    fl__wasm_mod_release(s->cur);
-    fl__wasm_mod_release(s->prev);
+    fl__code_release(s->cur);
+    fl__code_release(s->prev);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->swap_mu);
     free(s);
@@ -90,6 +207,9 @@ bool fl__swap_seen(fl__swst *s)
         return false;
     uint64_t n = atomic_fetch_add_explicit(&s->seen, 1,
                                            memory_order_relaxed) + 1;
+    if (n == 1) /* the new version's first call: the control plane's
+                   "first" event (rt_ctl.c) */
+        atomic_store(&s->t_first, sw_mono());
     if (window_open(s, n))
         return true;
     atomic_store(&s->watching, 0);
@@ -101,14 +221,14 @@ uint32_t fl__swap_gen(fl__swst *s)
     return s ? atomic_load_explicit(&s->gen, memory_order_acquire) : 0;
 }
 
-fl__wmod *fl__swap_current(fl__swst *s, uint32_t *version, uint32_t *gen)
+fl__code *fl__swap_current(fl__swst *s, uint32_t *version, uint32_t *gen)
 {
-    fl__wmod *m = NULL;
+    fl__code *m = NULL;
     if (!s)
         return NULL;
     pthread_mutex_lock(&s->mu);
     if (s->cur)
-        m = fl__wasm_mod_ref(s->cur);
+        m = fl__code_ref(s->cur);
     *version = s->ver;
     *gen = atomic_load(&s->gen);
     pthread_mutex_unlock(&s->mu);
@@ -124,7 +244,7 @@ fl__wmod *fl__swap_current(fl__swst *s, uint32_t *version, uint32_t *gen)
  */
 bool fl__swap_trap(fl__swst *s, const char *why)
 {
-    fl__wmod *bad = NULL;
+    fl__code *bad = NULL;
     uint32_t from = 0, to = 0, ntraps = 0;
     uint64_t seen = 0;
     if (!s || !atomic_load(&s->watching))
@@ -150,8 +270,11 @@ bool fl__swap_trap(fl__swst *s, const char *why)
     s->cur = s->prev;
     s->prev = NULL;
     s->ver = s->prev_ver;
-    s->cur_hash = s->cur ? fl__wasm_mod_hash(s->cur) : 0;
+    s->cur_hash = s->cur ? fl__code_hash(s->cur) : 0;
     s->state = FL_SWAP_ROLLED_BACK;
+    snprintf(s->rb_why, sizeof s->rb_why, "%s", why ? why : "trap");
+    s->rb_traps = ntraps;
+    s->rb_calls = seen;
     s->rollbacks++;
     snprintf(s->reason, sizeof s->reason,
              "version %u trapped %u time(s) within %llu calls after the "
@@ -161,7 +284,7 @@ bool fl__swap_trap(fl__swst *s, const char *why)
     fprintf(stderr, "isoflow: rollback: %s\n", s->reason);
     atomic_fetch_add_explicit(&s->gen, 1, memory_order_release);
     pthread_mutex_unlock(&s->mu);
-    fl__wasm_mod_release(bad); /* instances still running it hold theirs */
+    fl__code_release(bad); /* instances still running it hold theirs */
     return true;
 }
 
@@ -220,7 +343,7 @@ fl_status fl_runtime_swap(fl_runtime *rt, const char *stage,
     const fl__stage *d = NULL;
     bool stopped = false, watch;
     fl__swst *sw = NULL;
-    fl__wmod *m = NULL, *prev = NULL;
+    fl__code *m = NULL, *prev = NULL;
     fl__inst **hosts = NULL;
     fl__kv *saved = NULL;
     uint32_t nsaved = 0;
@@ -255,7 +378,7 @@ fl_status fl_runtime_swap(fl_runtime *rt, const char *stage,
         goto out;
     }
     why[0] = '\0';
-    st = fl__wasm_load(d, wasm, len, &m, why, sizeof why);
+    st = fl__code_load(d, wasm, len, &m, why, sizeof why);
     if (st != FL_OK) {
         result_fail(sw, r, st == FL_NOMEM ? FL_NOMEM : st == FL_ARG ? FL_ARG
                                                                     : FL_CHECK,
@@ -263,7 +386,7 @@ fl_status fl_runtime_swap(fl_runtime *rt, const char *stage,
         goto out;
     }
     {
-        uint64_t h = fl__wasm_mod_hash(m);
+        uint64_t h = fl__code_hash(m);
         bool failed = false;
         pthread_mutex_lock(&sw->mu);
         for (uint32_t i = 0; i < sw->nfailed; i++)
@@ -323,18 +446,19 @@ fl_status fl_runtime_swap(fl_runtime *rt, const char *stage,
         for (uint32_t k = 0; k < ninst && !prev; k++) {
             fl__inst *h = fl__rt_inst_host(rt, idx, k);
             if (h)
-                prev = fl__wasm_inst_mod(h);
+                prev = fl__code_of_inst(d, h);
         }
     }
-    fl__wasm_mod_release(sw->prev);
+    fl__code_release(sw->prev);
     sw->prev = prev;
     sw->prev_ver = sw->ver;
     sw->cur = m;
     m = NULL;
     sw->ver = version;
-    sw->cur_hash = fl__wasm_mod_hash(sw->cur);
+    sw->cur_hash = fl__code_hash(sw->cur);
     sw->traps = 0;
     atomic_store(&sw->seen, 0);
+    atomic_store(&sw->t_first, 0);
     atomic_store(&sw->t_switch, sw_mono());
     watch = atomic_load(&sw->pol_traps) > 0;
     atomic_store(&sw->watching, watch ? 1 : 0);
@@ -372,7 +496,7 @@ undo:
     }
     fl__rt_park(rt, idx, 0, 0);
 out:
-    fl__wasm_mod_release(m);
+    fl__code_release(m);
     free(hosts);
     free(saved);
     pthread_mutex_unlock(&sw->swap_mu);
@@ -414,7 +538,45 @@ fl_status fl_runtime_swap_status(fl_runtime *rt, const char *stage,
     out->rollbacks = sw->rollbacks;
     out->rejected = sw->rejected;
     out->calls_since_swap = atomic_load(&sw->seen);
+    out->switch_ns = atomic_load(&sw->t_switch);
+    out->first_call_ns = atomic_load(&sw->t_first);
+    out->rollback_traps = sw->rb_traps;
+    out->rollback_calls = sw->rb_calls;
+    snprintf(out->rollback_trap, sizeof out->rollback_trap, "%s", sw->rb_why);
     snprintf(out->reason, sizeof out->reason, "%s", sw->reason);
+    pthread_mutex_unlock(&sw->mu);
+    return FL_OK;
+}
+
+/*
+ * Sets the code stage `stage` starts with (before fl_runtime_start; its
+ * instances must not exist yet): `bytes` as version `version`, validated
+ * like a swap.  Used at start for the version a node's store says is
+ * active.  FL_OK, or the refusal with err set; nothing changes then.
+ */
+fl_status fl__swap_preset(fl_runtime *rt, const char *stage,
+                          const uint8_t *bytes, size_t len, uint32_t version,
+                          char *err, size_t errlen)
+{
+    uint32_t idx, ninst;
+    const fl__stage *d;
+    bool stopped;
+    fl__swst *sw = NULL;
+    fl__code *m = NULL;
+    if (!fl__rt_stage_info(rt, stage, &idx, &d, &ninst, &stopped, &sw) ||
+        !sw) {
+        snprintf(err, errlen, "no stage named '%s'", stage);
+        return FL_ARG;
+    }
+    fl_status st = fl__code_load(d, bytes, len, &m, err, errlen);
+    if (st != FL_OK)
+        return st;
+    pthread_mutex_lock(&sw->mu);
+    fl__code_release(sw->cur);
+    sw->cur = m;
+    sw->ver = version;
+    sw->last_ver = version;
+    sw->cur_hash = fl__code_hash(m);
     pthread_mutex_unlock(&sw->mu);
     return FL_OK;
 }

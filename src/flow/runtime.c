@@ -17,6 +17,7 @@
 #include "rt_int.h"
 
 #define RT_ERRLEN 256
+#define RT_CATCHUP_NS 2000000ull /* source ticks caught up when late (2 ms) */
 #define RT_BATCH 64          /* inputs per instance per pass */
 #define RT_ACT_BATCH 32      /* actuations per instance per pass */
 #define RT_ACTQ_MAX 256u     /* actuation queues hold at most this many */
@@ -180,6 +181,7 @@ struct fl_runtime {
     uint64_t rate_t;
     uint64_t t0;
     fl__net *net;         /* node mode: the links, else NULL */
+    fl__ctl *ctl;         /* node mode: the control plane (rt_ctl.c) */
     int32_t node_dev;     /* device node: its device index, else -1 */
     int node_layer;       /* node mode: the node's fl__layer, else -1 */
 };
@@ -510,15 +512,15 @@ static const if_host_api host_api;
 static fl_status inst_create(rt_inst *in, char *err, size_t errlen)
 {
     uint32_t ver = 1, gen = 0;
-    fl__wmod *m = fl__swap_current(in->st->sw, &ver, &gen);
+    fl__code *m = fl__swap_current(in->st->sw, &ver, &gen);
     fl_status s;
     in->phase = PH_INIT;
     in->version = ver;
     in->gen = gen;
     if (m) {
-        s = fl__wasm_create_mod(in->st->d, m, &host_api, in, &in->host, err,
-                                errlen);
-        fl__wasm_mod_release(m);
+        s = fl__code_create(in->st->d, m, &host_api, in, &in->host, err,
+                            errlen);
+        fl__code_release(m);
     } else {
         s = in->st->ops->create(in->st->d, &host_api, in, in->device,
                                 &in->host, err, errlen);
@@ -1276,8 +1278,13 @@ static void tick(rt_inst *in, uint64_t now)
         }
     }
     if (in->period) {
+        /* Catch up on ticks missed by less than RT_CATCHUP_NS (a worker
+         * wakes tens of microseconds late: a fast source would otherwise
+         * lose a tick per wake-up); further behind, skip ahead rather
+         * than burst. */
         in->next_due += in->period;
-        if (in->next_due + in->period < now) /* far behind: do not burst */
+        if (in->next_due + (in->period > RT_CATCHUP_NS ? in->period
+                                                       : RT_CATCHUP_NS) < now)
             in->next_due = now + in->period;
         heap_push(in->w, in);
     }
@@ -1610,6 +1617,7 @@ static void runtime_destroy(fl_runtime *rt)
 {
     if (!rt)
         return;
+    fl__ctl_stop(rt->ctl); /* before anything its thread uses goes */
     for (uint32_t i = 0; i < rt->nstages; i++) {
         rt_stage *st = &rt->stages[i];
         for (uint32_t k = 0; st->insts && k < st->ninst; k++) {
@@ -1632,6 +1640,7 @@ static void runtime_destroy(fl_runtime *rt)
     free(rt->stages);
     if (rt->net)
         fl__net_free(rt->net);
+    fl__ctl_free(rt->ctl); /* after the links: their callbacks use it */
     for (uint32_t i = 0; rt->pools && i < (rt->nworkers + 1) * FL__NCLASSES;
          i++)
         fl__pool_fini(&rt->pools[i]);
@@ -1992,15 +2001,19 @@ fl_status fl_runtime_new(const fl_graph *g, const fl_run_opts *opts,
         if (!w->heap)
             goto fail_nomem;
     }
+    /* Node mode: the version store; stages with a deployed active version
+     * start on it (rt_ctl.c). */
+    if (rt->o.node) {
+        s = fl__ctl_new(rt, g, &rt->o, &rt->ctl, err, errlen);
+        if (s != FL_OK)
+            goto fail;
+    }
     /* Instances and their init, in declaration order. */
     for (uint32_t i = 0; i < rt->ninst; i++) {
         rt_inst *in = rt->all[i];
         char e2[RT_ERRLEN];
         e2[0] = '\0';
-        in->phase = PH_INIT;
-        s = in->st->ops->create(in->st->d, &host_api, in, in->device,
-                                &in->host, e2, sizeof e2);
-        in->phase = PH_IDLE;
+        s = inst_create(in, e2, sizeof e2);
         if (s != FL_OK) {
             in->host = NULL;
             errf(err, errlen, "stage %s (%s): %s", in->st->d->name,
@@ -2054,6 +2067,10 @@ fl_status fl_runtime_start(fl_runtime *rt)
         rt->joined = true;
         return FL_IO;
     }
+    if (rt->ctl && fl__ctl_start(rt->ctl) != FL_OK) {
+        rt->joined = true;
+        return FL_NOMEM;
+    }
     for (uint32_t i = 0; i < rt->nworkers; i++) {
         rt_worker *w = &rt->workers[i];
         if (pthread_create(&w->th, NULL, worker_main, w) != 0) {
@@ -2102,6 +2119,7 @@ fl_status fl_runtime_stop(fl_runtime *rt, uint32_t timeout_ms)
         return FL_ARG;
     if (!rt->started || rt->joined)
         return FL_OK;
+    fl__ctl_stop(rt->ctl); /* no swap may run while the workers stop */
     atomic_store(&rt->stopping, 1);
     if (rt->net)
         fl__net_pause(rt->net); /* no more messages taken from the links */
@@ -2423,7 +2441,7 @@ fl_status fl__rt_park(fl_runtime *rt, uint32_t stage, uint32_t ticket,
 }
 
 fl_status fl__rt_prepare(fl_runtime *rt, uint32_t stage, uint32_t k,
-                         fl__wmod *m, uint32_t version, uint32_t from,
+                         fl__code *m, uint32_t version, uint32_t from,
                          fl__inst **out, char *err, size_t errlen)
 {
     rt_stage *st = &rt->stages[stage];
@@ -2433,9 +2451,9 @@ fl_status fl__rt_prepare(fl_runtime *rt, uint32_t stage, uint32_t k,
     fl_status s;
     in->phase = PH_INIT;
     in->version = version;
-    s = fl__wasm_create_mod(st->d, m, &host_api, in, &h, err, errlen);
+    s = fl__code_create(st->d, m, &host_api, in, &h, err, errlen);
     if (s == FL_OK) {
-        s = fl__wasm_migrate(h, (int32_t)from, err, errlen);
+        s = fl__code_migrate(st->d, h, (int32_t)from, err, errlen);
         if (s != FL_OK) {
             st->ops->destroy(h);
             h = NULL;
@@ -2481,3 +2499,22 @@ fl__swst *fl__rt_stage_swst(fl_runtime *rt, uint32_t i)
 {
     return rt && i < rt->nstages ? rt->stages[i].sw : NULL;
 }
+
+bool fl__rt_stage_at(fl_runtime *rt, uint32_t i, const fl__stage **decl,
+                     uint32_t *ninst)
+{
+    if (!rt || i >= rt->nstages)
+        return false;
+    *decl = rt->stages[i].d;
+    *ninst = rt->stages[i].ninst;
+    return true;
+}
+
+const char *fl__rt_node_name(const fl_runtime *rt)
+{
+    return rt ? rt->o.node : NULL;
+}
+
+fl__net *fl__rt_net(fl_runtime *rt) { return rt ? rt->net : NULL; }
+
+fl__ctl *fl__rt_ctl(fl_runtime *rt) { return rt ? rt->ctl : NULL; }

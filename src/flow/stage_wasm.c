@@ -69,8 +69,14 @@ static fl_status wmod_acquire(const fl__stage *d, wmod **out, char *err,
     uint8_t *bytes = NULL;
     size_t len = 0;
     char why[512];
-    fl_status st = fl__read_file(d->path, FL__MAX_STAGE_FILE, &bytes, &len,
-                                 why, sizeof why);
+    const uint8_t *embedded = NULL;
+    /* "embedded:NAME": bytes compiled into this binary (stage_embed.c). */
+    fl_status st = fl_embed_find(d->path, &embedded, &len, why, sizeof why);
+    if (st == FL_OK)
+        return wmod_get(d, embedded, len, out, err, errlen);
+    if (st == FL_PASS)
+        st = fl__read_file(d->path, FL__MAX_STAGE_FILE, &bytes, &len, why,
+                           sizeof why);
     if (st != FL_OK) {
         snprintf(err, errlen, "stage '%s': %s", d->name, why);
         return st;
