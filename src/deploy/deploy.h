@@ -143,6 +143,10 @@ DP_API dp_status dp_trust_load(dp_trust *t, const char *spec, char *err,
 /* Number of keys in t. */
 DP_API size_t dp_trust_count(const dp_trust *t);
 
+/* The name of the trusted key whose id is key_id (borrowed from t), or
+ * NULL when t holds no such key. */
+DP_API const char *dp_trust_key_name(const dp_trust *t, const char *key_id);
+
 /*
  * Verifies module bytes against a detached signature (sig may be NULL /
  * empty).  Returns DP_OK with *info filled (key_name: the trusted key's

@@ -492,6 +492,16 @@ size_t dp_trust_count(const dp_trust *t)
     return t ? t->n : 0;
 }
 
+const char *dp_trust_key_name(const dp_trust *t, const char *key_id)
+{
+    if (!t || !key_id)
+        return NULL;
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->keys[i].id, key_id) == 0)
+            return t->keys[i].name;
+    return NULL;
+}
+
 dp_status dp_trust_add_pem(dp_trust *t, const char *name, const char *pem,
                            size_t len, char *err, size_t errlen)
 {

@@ -317,12 +317,17 @@ static void signer_note(fl__ctl *c, uint64_t version, const char *name)
     c->nsg++;
 }
 
-static const char *signer_of(const fl__ctl *c, uint64_t version)
+static const char *signer_of(const fl__ctl *c, uint64_t version,
+                             const char *key_id)
 {
+    const char *name;
     for (uint32_t i = 0; i < c->nsg; i++)
         if (c->sg[i].version == version)
             return c->sg[i].name;
-    return "";
+    /* Verified before this process started: the key's name in the trust
+     * set, when it is still there. */
+    name = dp_trust_key_name(c->trust, key_id);
+    return name ? name : "";
 }
 
 /*
@@ -711,7 +716,8 @@ static int hist_cb(void *user, const dp_history_entry *e)
             cJSON_AddStringToObject(o, "sha256", e->sha256);
             cJSON_AddNumberToObject(o, "size", (double)e->size);
             cJSON_AddStringToObject(o, "key_id", e->key_id);
-            cJSON_AddStringToObject(o, "signer", signer_of(h->c, e->version));
+            cJSON_AddStringToObject(o, "signer",
+                                    signer_of(h->c, e->version, e->key_id));
             cJSON_AddNumberToObject(o, "time", (double)e->time);
             cJSON_AddStringToObject(o, "outcome",
                                     e->version == 0 && e->outcome == DP_ACTIVE
@@ -842,7 +848,7 @@ static void op_rollback(fl__ctl *c, req *r, const cJSON *j, cstage *cs)
         req_free(r);
         return;
     }
-    send_verified(c, r, stage, &vi, signer_of(c, target));
+    send_verified(c, r, stage, &vi, signer_of(c, target, vi.key_id));
     swap_and_watch(c, r, cs, bytes, len, target, watch_ms_of(j));
     free(bytes);
 }

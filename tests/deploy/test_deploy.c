@@ -108,6 +108,10 @@ static void test_round_trip(void **state)
                      DP_OK);
     assert_string_equal(info.key_id, id);
     assert_string_equal(info.key_name, "rel");
+    /* The trust set names a key by its id (the store keeps ids only). */
+    assert_string_equal(dp_trust_key_name(t, id), "rel");
+    assert_null(dp_trust_key_name(t, "00000000000000000000000000000000"));
+    assert_null(dp_trust_key_name(NULL, id));
     assert_string_equal(info.stage, "co2");
     assert_int_equal(info.version, 7);
     assert_int_equal(info.size, sizeof MODULE);
