@@ -33,7 +33,7 @@
 
 #define CTL_DEFAULT_WATCH_MS 2000u
 #define CTL_MAX_WATCH_MS 600000u
-#define CTL_TICK_NS 2000000l     /* poll period while a watch runs (2 ms) */
+#define CTL_TICK_NS 500000l      /* poll period while a watch runs (0.5 ms) */
 #define CTL_IDLE_NS 100000000l   /* otherwise (100 ms) */
 #define CTL_PATH 1024
 
