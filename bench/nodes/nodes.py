@@ -166,6 +166,9 @@ def throughput_run(cl, mode, devices, rate, seconds, log):
         skip, window = 0, max(1, int(seconds) - 1)
     pc = 20000 + (os.getpid() * 7 + int(time.time() * 1000)) % 20000
     if mode == "demand":
+        # 1024 credits a device: ~100 KB in flight per device link; the
+        # demand latency is about 4 x 1024 / throughput (Little's law):
+        # 256 gives ~3 ms at ~300 000 msg/s, 2048 no more throughput.
         src = "demand(src credits 1024)"
     else:
         src = "push(src every 1ms)"
@@ -343,7 +346,7 @@ def connections_run(cl, devices, seconds, log, loadgen=None):
 
 # Push rates tried (total msg/s offered by DEVICES devices), the devices,
 # the connection counts tried.
-PUSH_RATES = (5000, 10000, 20000, 40000)
+PUSH_RATES = (20000, 50000, 100000, 150000)
 DEVICES = 4
 CONNECTIONS = (1000, 10000, 50000)
 # Up to this many devices run as `isoflow node` processes (~10 MB each);

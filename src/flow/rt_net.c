@@ -10,10 +10,13 @@
  * the peer's inbox); one pump thread injects inbox messages into the
  * runtime, advances ack watermarks and sends spooled messages, visiting
  * only the peers on its active list.  Workers append to spools through
- * fl__net_send.  One mutex (n->mu) guards all the state below; peers are
- * found by hash (name, connection), so its sections are O(1) per message
- * however many device links an edge holds; nt_conn_close is never called
- * with it held.  Demand credits (CREDIT) and pull asks (PULL) cross links
+ * fl__net_send (buffered in memory: written before the pump reads them,
+ * before a watermark that covers their ingress message, and on a device
+ * at every pump pass); fresh records wait up to NET_COALESCE_NS for more
+ * to share a DATA frame.  One mutex (n->mu) guards all the state below;
+ * peers are found by hash (name, connection), so its sections are O(1)
+ * per message however many device links an edge holds; nt_conn_close is
+ * never called with it held.  Demand credits (CREDIT) and pull asks (PULL) cross links
  * as docs/NODES.md describes.
  */
 #include <errno.h>
@@ -47,6 +50,8 @@
                                   ISOFLOW_NET_BACKLOG) */
 #define NET_SYNC_NS 50000000ull /* batch sync point of spools + watermarks */
 #define NET_MAX_WMFD 8u         /* watermark fds awaiting the sync point */
+#define NET_COALESCE_NS 200000ull /* a record waits at most this long for */
+#define NET_COALESCE_RECS 64u     /* this many to share its DATA frame */
 #define NET_WBUF (64u * 1024u)  /* spool appends buffered in memory until
                                    the next ACK, read or (device) pump pass */
 
@@ -76,6 +81,7 @@ typedef struct peer {
     uint64_t pulls;           /* PULL frames sent to it */
     int sdirty;               /* on n->sdirty: appended since the sync point */
     struct peer *snext;
+    uint64_t unsent_since;    /* monotonic ns of the append of sent + 1 */
     int wpend;                /* on n->wpend: buffered appends not written */
     struct peer *wnext;
     int isdev;                /* a device connecting to us */
@@ -519,6 +525,8 @@ static const char *node_for(const fl__net *n, uint32_t origin, int layer)
     return NULL;
 }
 
+static uint64_t mono_now(void);
+
 /* Wakes the pump when it waits (one signal per wait: the callers of a
  * busy node do not each pay a futex wake).  Under mu. */
 static void wake_pump(fl__net *n)
@@ -593,7 +601,15 @@ int fl__net_send(fl__net *n, const fl__wire *w)
             p->wnext = n->wpend;
             n->wpend = p;
         }
-        wake_pump(n);
+        /* Records are sent in frames of NET_COALESCE_RECS or after
+         * NET_COALESCE_NS (pump_main): the pump is woken by the first
+         * unsent one (to time it) and when a frame's worth is waiting. */
+        if (seq == p->sent + 1) {
+            p->unsent_since = mono_now();
+            wake_pump(n);
+        } else if (seq - p->sent >= NET_COALESCE_RECS) {
+            wake_pump(n);
+        }
     }
     pthread_mutex_unlock(&n->mu);
     return r;
@@ -1095,6 +1111,7 @@ static void *pump_main(void *arg)
          * while messages of it are in flight here, its inbox is not
          * empty, or it has records to send. */
         peer *p = n->ahead;
+        uint64_t now = mono_now(), until = now + NET_PUMP_NS;
         n->ahead = n->atail = NULL;
         while (p) {
             peer *next = p->anext;
@@ -1102,8 +1119,17 @@ static void *pump_main(void *arg)
             if (!n->paused)
                 take_inbox(n, p);
             advance(n, p, 0);
-            if (p->ready && p->conn)
+            /* A few fresh records wait (NET_COALESCE_NS at most) for more
+             * to share their frame: fewer frames, wake-ups and TLS records
+             * per message on both ends. */
+            uint64_t unsent = p->sp ? spool_last(p->sp) - p->sent : 0;
+            if (unsent && unsent < NET_COALESCE_RECS && !n->quit &&
+                now < p->unsent_since + NET_COALESCE_NS) {
+                if (p->unsent_since + NET_COALESCE_NS < until)
+                    until = p->unsent_since + NET_COALESCE_NS;
+            } else if (p->ready && p->conn) {
                 send_spool(n, p);
+            }
             if (p->thead || (p->rxh && !n->paused) || p->in_done > p->in_done_sent ||
                 (p->ready && p->conn && p->sp && p->sent < p->acked + NET_WINDOW &&
                  p->sent < spool_last(p->sp)))
@@ -1112,7 +1138,8 @@ static void *pump_main(void *arg)
         }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += NET_PUMP_NS;
+        now = mono_now();
+        ts.tv_nsec += until > now ? (long)(until - now) : 0;
         if (ts.tv_nsec >= 1000000000l) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000l;
@@ -1298,10 +1325,6 @@ static void on_frame(void *user, nt_conn *c, const nt_frame *f)
         else
             p->rxh = b;
         p->rxt = b;
-        /* Injected here, one thread hop less than through the pump (which
-         * takes what a full queue left, and sends the ACK). */
-        if (!n->paused)
-            take_inbox(n, p);
         mark_active(n, p);
         wake_pump(n);
         break;

@@ -26,7 +26,12 @@
  * made durable at that sync point, except before segments are deleted,
  * which is always preceded by a durable ack write.  NT_SYNC_NONE: no syncs
  * (nt_spool_sync still syncs).  A process crash loses nothing that an
- * append returned under any policy (the page cache survives it).
+ * append returned under any policy (the page cache survives it), except
+ * with the write_buffer option: appends are then copied to a buffer and
+ * written with one write at the next read, sync, nt_spool_flush, segment
+ * roll-over or close, or when the buffer is full (dropped unwritten when
+ * the last segment is retired: acknowledged); a crash loses what the
+ * buffer held, never a record that was read.
  *
  * Recovery on open.  Segments whose every record is <= the ack point are
  * deleted unread.  The others are scanned in order; each record is checked
