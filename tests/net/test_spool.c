@@ -1015,12 +1015,77 @@ static void test_crash_kill9(void **state)
            total_records, total_trunc, kills_torn);
 }
 
+/* write_buffer: appends are held in memory (the segment file does not
+ * grow) until a read, flush, sync or close writes them; a process killed
+ * after nt_spool_flush keeps every flushed record, and loses only those
+ * appended after it (never a torn or corrupt spool). */
+static void test_write_buffer(void **state)
+{
+    tctx *t = *state;
+    char seg[400];
+    nt_spool_opts o = small_opts(1u << 20, 1u << 20, NT_FULL_REJECT);
+    o.write_buffer = 4096;
+    nt_spool *sp = open_ok(t->dir, &o);
+    seg_path(t, 1, seg, sizeof seg);
+    append_n(sp, 5, 20);
+    assert_stats(sp, 1, 6, 180, 5); /* counted, not yet written */
+    assert_int_equal(file_size(seg), 0);
+    assert_reads(sp, 0, 20, 1, 5);  /* a read writes them first */
+    assert_int_equal(file_size(seg), 180);
+    append_n(sp, 2, 20);
+    assert_int_equal(file_size(seg), 180);
+    assert_int_equal(nt_spool_flush(sp), NT_OK);
+    assert_int_equal(file_size(seg), 252);
+    /* More than the buffer holds at once: written as it fills. */
+    append_n(sp, 200, 20);
+    assert_true(file_size(seg) >= 252 + 7200 - 4096);
+    nt_spool_close(sp);             /* close writes the rest */
+    assert_int_equal(file_size(seg), 252 + 7200);
+    sp = open_ok(t->dir, &o);
+    assert_stats(sp, 1, 208, 252 + 7200, 207);
+    assert_reads(sp, 0, 20, 1, 207);
+    nt_spool_close(sp);
+
+    /* A child flushes 3 records, appends 4 more and is killed: the spool
+     * reopens with exactly the flushed ones after the first 207. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        nt_spool *c = NULL;
+        char e[256];
+        if (nt_spool_open(t->dir, &o, &c, e, sizeof e) != NT_OK)
+            _exit(2);
+        uint8_t rec[20] = {0};
+        uint64_t q;
+        for (int i = 0; i < 3; i++)
+            if (nt_spool_append(c, rec, sizeof rec, &q) != NT_OK)
+                _exit(3);
+        if (nt_spool_flush(c) != NT_OK)
+            _exit(4);
+        for (int i = 0; i < 4; i++)
+            if (nt_spool_append(c, rec, sizeof rec, &q) != NT_OK)
+                _exit(5);
+        raise(SIGKILL);
+        _exit(6);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    sp = open_ok(t->dir, &o);
+    nt_spool_stats st;
+    nt_spool_stats_get(sp, &st);
+    assert_int_equal(st.next_seq, 211);
+    assert_int_equal(st.truncated, 0);
+    nt_spool_close(sp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test_setup_teardown(test_create_and_perms, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_write_buffer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_segments_read_ack, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_many_segments, setup, teardown),
