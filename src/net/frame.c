@@ -300,15 +300,29 @@ typedef struct cur {
     size_t len, off;
     char *err;
     size_t errlen;
-    const char *what; /* "HELLO", "DATA message 3", ... */
+    const char *what; /* "HELLO", "DATA", ... */
+    /* When set, the name is what_fmt with what_arg ("DATA message %lu"),
+     * formatted only for an error message (decoding stays cheap). */
+    const char *what_fmt;
+    unsigned long what_arg;
+    char what_buf[48];
 } cur;
+
+/* The name of what c decodes, for an error message. */
+static const char *cur_what(cur *c)
+{
+    if (c->what_fmt == NULL)
+        return c->what;
+    snprintf(c->what_buf, sizeof c->what_buf, c->what_fmt, c->what_arg);
+    return c->what_buf;
+}
 
 static int need(cur *c, size_t n, const char *field)
 {
     if (c->len - c->off >= n)
         return 1;
     nt__errf(c->err, c->errlen, "%s: truncated at byte %lu: %s needs %lu byte%s, "
-         "%lu left", c->what, (unsigned long)c->off, field, (unsigned long)n,
+         "%lu left", cur_what(c), (unsigned long)c->off, field, (unsigned long)n,
          n == 1 ? "" : "s", (unsigned long)(c->len - c->off));
     return 0;
 }
@@ -353,7 +367,7 @@ static int at_end(cur *c, const char *after)
 {
     if (c->off == c->len)
         return 1;
-    nt__errf(c->err, c->errlen, "%s: %lu trailing byte%s after %s", c->what,
+    nt__errf(c->err, c->errlen, "%s: %lu trailing byte%s after %s", cur_what(c),
          (unsigned long)(c->len - c->off), c->len - c->off == 1 ? "" : "s",
          after);
     return 0;
@@ -381,6 +395,8 @@ static nt_status cur_start(cur *c, const nt_frame *f, unsigned types,
     c->err = err;
     c->errlen = errlen;
     c->what = nt__frame_type_name(f->type);
+    c->what_fmt = NULL;
+    c->what_arg = 0;
     return NT_OK;
 }
 
@@ -593,14 +609,14 @@ static int msg_decode(cur *c, nt_msg *m)
         !take8(c, "kind", &m->kind))
         return 0;
     if (m->kind > 1) {
-        nt__errf(c->err, c->errlen, "%s: unknown kind %u", c->what,
+        nt__errf(c->err, c->errlen, "%s: unknown kind %u", cur_what(c),
              (unsigned)m->kind);
         return 0;
     }
     if (!take8(c, "topic_len", &m->topic_len))
         return 0;
     if (m->topic_len > NT_MAX_TOPIC) {
-        nt__errf(c->err, c->errlen, "%s: topic length %u exceeds %u", c->what,
+        nt__errf(c->err, c->errlen, "%s: topic length %u exceeds %u", cur_what(c),
              (unsigned)m->topic_len, NT_MAX_TOPIC);
         return 0;
     }
@@ -608,7 +624,7 @@ static int msg_decode(cur *c, nt_msg *m)
         return 0;
     bad = text_check(c->p + c->off, m->topic_len);
     if (bad) {
-        nt__errf(c->err, c->errlen, "%s: topic %s", c->what,
+        nt__errf(c->err, c->errlen, "%s: topic %s", cur_what(c),
              bad == 1 ? "is not UTF-8" : "contains a NUL byte");
         return 0;
     }
@@ -617,7 +633,7 @@ static int msg_decode(cur *c, nt_msg *m)
     if (!take32(c, "len", &m->len))
         return 0;
     if (m->len > NT_MAX_MSG) {
-        nt__errf(c->err, c->errlen, "%s: length %lu exceeds %u", c->what,
+        nt__errf(c->err, c->errlen, "%s: length %lu exceeds %u", cur_what(c),
              (unsigned long)m->len, NT_MAX_MSG);
         return 0;
     }
@@ -651,16 +667,18 @@ nt_status nt_data_next(const nt_frame *f, size_t *off, nt_msg *m, char *err,
     if (*off == 0) {
         if (!take32(&c, "count", &count))
             return NT_EFRAME;
-        c.what = what;
+        c.what_fmt = "DATA message %lu";
         for (i = 0; i < count; i++) {
-            snprintf(what, sizeof what, "DATA message %lu", (unsigned long)i);
+            c.what_arg = i;
             if (!msg_decode(&c, &tmp))
                 return NT_EFRAME;
         }
-        c.what = "DATA";
-        snprintf(what, sizeof what, "%lu messages", (unsigned long)count);
-        if (!at_end(&c, what))
-            return NT_EFRAME;
+        c.what_fmt = NULL;
+        if (c.off != c.len) {
+            snprintf(what, sizeof what, "%lu messages", (unsigned long)count);
+            if (!at_end(&c, what))
+                return NT_EFRAME;
+        }
         *off = 4;
     }
     if (*off > f->len) {
@@ -671,9 +689,8 @@ nt_status nt_data_next(const nt_frame *f, size_t *off, nt_msg *m, char *err,
     if (*off == f->len)
         return NT_AGAIN;
     c.off = *off;
-    snprintf(what, sizeof what, "DATA message at byte %lu",
-             (unsigned long)*off);
-    c.what = what;
+    c.what_fmt = "DATA message at byte %lu";
+    c.what_arg = (unsigned long)*off;
     if (!msg_decode(&c, m))
         return NT_EFRAME;
     *off = c.off;
