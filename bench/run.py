@@ -674,10 +674,18 @@ def print_flows(results, seconds, reps):
         for mode in ("demand", "push"):
             fig = results.get("%s.%s" % (fam, mode))
             if fig:
+                # A push run offers exactly the target rate: sustaining it
+                # (within 1 %: the measuring window's edges) with nothing
+                # dropped is meeting it.
+                if mode == "push" and fig["msgs"] < target:
+                    ok = fig["msgs"] >= 0.99 * target and not fig["dropped"]
+                    verdict = ("met (the offered rate, 0 dropped)" if ok
+                               else "MISSED")
+                else:
+                    verdict = "met" if fig["msgs"] >= target else "MISSED"
                 print("  %-40s %12s/s  target >= %s/s  %s"
                       % ("%s, %s" % (label, mode), fmt_rate(fig["msgs"]),
-                         fmt_rate(target),
-                         "met" if fig["msgs"] >= target else "MISSED"))
+                         fmt_rate(target), verdict))
         fig = results.get(fam + ".half")
         if fig:
             print("  %-40s %9.0f us  target < %g us at %s/s  %s"

@@ -33,6 +33,8 @@ void cli_cmd_node_help(FILE *out)
         "usage: isoflow node --flow FILE.flow --name NAME\n"
         "                    [--certs DIR | --insecure] [--state DIR]\n"
         "                    [--trust KEYS] [--watch DIR]\n"
+        "                    [--spool-max SIZE] [--spool-sync POLICY]\n"
+        "                    [--spool-full POLICY]\n"
         "                    [--duration S] [--stats-json F] [--quiet]\n\n"
         "Runs the stages of one node of a flow: NAME is a node declared\n"
         "with `node NAME @edge|@cloud ...` or a device of a device group\n"
@@ -54,6 +56,12 @@ void cli_cmd_node_help(FILE *out)
         "                   every deploy is rejected)\n"
         "  --watch DIR      development mode: when DIR/STAGE.wasm (or .so)\n"
         "                   changes, swap it in WITHOUT a signature (warns)\n"
+        "  --spool-max SIZE what each outgoing link may hold on disk while\n"
+        "                   the next node is away (K/M/G; default 64M)\n"
+        "  --spool-sync P   none | batch (fdatasync every 50 ms, default) |\n"
+        "                   always (before every ACK; see docs/NODES.md)\n"
+        "  --spool-full P   reject (back-pressure to the sources, default) |\n"
+        "                   drop-oldest (the oldest records go, counted)\n"
         "  --duration S     stop after S seconds (default: until a signal)\n"
         "  --time-scale X   run source schedules X times faster\n"
         "  --workers N      worker threads (default: the number of cores)\n"
@@ -160,6 +168,30 @@ static void raise_nofile(void)
                 (unsigned long long)before, (unsigned long long)rl.rlim_cur);
 }
 
+/* Parses a size: bytes, or with a K/M/G suffix (KiB, MiB, GiB); at least
+ * 64 KiB.  0 on success, -1 when malformed or out of range. */
+static int parse_bytes(const char *s, uint64_t *out)
+{
+    char *end = NULL;
+    uint64_t mult = 1;
+    if (!(*s >= '0' && *s <= '9'))
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return -1;
+    if (*end == 'K' || *end == 'k')
+        mult = 1024ull, end++;
+    else if (*end == 'M' || *end == 'm')
+        mult = 1024ull * 1024ull, end++;
+    else if (*end == 'G' || *end == 'g')
+        mult = 1024ull * 1024ull * 1024ull, end++;
+    if (*end || v > UINT64_MAX / mult || v * mult < 65536)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
 /*
  * `isoflow node`: parses options, loads the flow, runs this node's part
  * until a signal or --duration, stops (drain at most 5 s, spools synced,
@@ -210,6 +242,29 @@ int cli_cmd_node(int argc, char **argv)
             o.trust = v;
         } else if (cli_streq(a, "--watch")) {
             watch_dir = v;
+        } else if (cli_streq(a, "--spool-max")) {
+            if (parse_bytes(v, &o.spool_max_bytes) != 0) {
+                cli_errf("--spool-max: expected a size >= 64K (bytes, or "
+                         "with K/M/G), got '%s'", v);
+                return CLI_EXIT_USAGE;
+            }
+        } else if (cli_streq(a, "--spool-sync")) {
+            o.spool_sync = cli_streq(v, "none")     ? FL_SYNC_NONE
+                         : cli_streq(v, "batch")    ? FL_SYNC_BATCH
+                         : cli_streq(v, "always")   ? FL_SYNC_ALWAYS : 0;
+            if (!o.spool_sync) {
+                cli_errf("--spool-sync: expected none, batch or always, got "
+                         "'%s'", v);
+                return CLI_EXIT_USAGE;
+            }
+        } else if (cli_streq(a, "--spool-full")) {
+            if (cli_streq(v, "reject") || cli_streq(v, "drop-oldest")) {
+                o.spool_full = cli_streq(v, "drop-oldest");
+            } else {
+                cli_errf("--spool-full: expected reject or drop-oldest, got "
+                         "'%s'", v);
+                return CLI_EXIT_USAGE;
+            }
         } else if (cli_streq(a, "--dead-letter")) {
             o.dead_letter = v;
         } else if (cli_streq(a, "--stats-json")) {

@@ -112,6 +112,8 @@ FL_API fl_status fl_embed_find(const char *path, const uint8_t **bytes,
 /* ------------------------------------------------------------------------ */
 /* Running a flow.                                                          */
 
+enum { FL_SYNC_NONE = 1, FL_SYNC_BATCH = 2, FL_SYNC_ALWAYS = 3 };
+
 typedef struct fl_run_opts {
     uint32_t workers;          /* worker threads (0: number of cores) */
     uint32_t queue_capacity;   /* messages per stage input queue (default 1024) */
@@ -131,6 +133,14 @@ typedef struct fl_run_opts {
      * comma list of .pub files / directories).  NULL: every deploy is
      * rejected.  The version store is STATE/NODE/deploy. */
     const char *trust;         /* borrowed; NULL: no trusted keys */
+    /* Node spools (docs/NODES.md "Durability"): the size bound of each
+     * outgoing link's spool (0: 64 MiB), the sync policy (0: the
+     * default, batch, or $ISOFLOW_SPOOL_SYNC; FL_SYNC_NONE, FL_SYNC_BATCH,
+     * FL_SYNC_ALWAYS) and what a full spool does (0: refuse, back-pressure
+     * to the sources; 1: drop the oldest records, counted). */
+    uint64_t spool_max_bytes;
+    int spool_sync;
+    int spool_full;
 } fl_run_opts;
 
 FL_API void fl_run_opts_default(fl_run_opts *o /* OUT */);

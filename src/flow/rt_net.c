@@ -173,6 +173,8 @@ struct fl__net {
                                  device links, 21 bytes per device index */
     /* Data path (docs/NODES.md "Durability", "Credits across the edge"). */
     uint8_t sync;             /* nt_sync of spools and watermarks */
+    uint64_t spool_max;       /* spool size bound (0: default) */
+    uint8_t spool_full;       /* nt_full policy of the spools */
     uint64_t sync_due;        /* monotonic ns of the next batch sync point */
     peer *sdirty;             /* peers whose spool took appends since */
     peer *wpend;              /* peers whose spool holds buffered appends */
@@ -385,6 +387,9 @@ static nt_spool *spool_of(fl__net *n, peer *p)
     snprintf(path, sizeof path, "%s/out-%s", n->dir, p->name);
     nt_spool_opts_default(&so);
     so.sync = n->sync;
+    if (n->spool_max)
+        so.max_bytes = n->spool_max;
+    so.full = n->spool_full;
     /* Appends are written in batches (docs/NODES.md "Durability"): before
      * the ACK that depends on them (flush_appends), before they are read
      * for sending, and on a device at every pump pass. */
@@ -1387,10 +1392,17 @@ static void on_close(void *user, nt_conn *c, const char *reason)
 /* ------------------------------------------------------------------------ */
 /* Life cycle.                                                              */
 
-/* The sync policy of spools and watermarks: ISOFLOW_SPOOL_SYNC = none,
- * batch (default) or always (docs/NODES.md "Durability"). */
-static uint8_t sync_policy(void)
+/* The sync policy of spools and watermarks: the run options' (isoflow
+ * node --spool-sync), else ISOFLOW_SPOOL_SYNC = none, batch (default) or
+ * always (docs/NODES.md "Durability"). */
+static uint8_t sync_policy(const fl_run_opts *o)
 {
+    if (o->spool_sync == FL_SYNC_NONE)
+        return NT_SYNC_NONE;
+    if (o->spool_sync == FL_SYNC_BATCH)
+        return NT_SYNC_BATCH;
+    if (o->spool_sync == FL_SYNC_ALWAYS)
+        return NT_SYNC_ALWAYS;
     const char *e = getenv("ISOFLOW_SPOOL_SYNC");
     if (e && strcmp(e, "always") == 0)
         return NT_SYNC_ALWAYS;
@@ -1418,7 +1430,9 @@ fl_status fl__net_new(fl_runtime *rt, const fl_graph *g, const fl_run_opts *o,
     n->seqfd = -1;
     n->actfd = -1;
     n->devwm = -1;
-    n->sync = sync_policy();
+    n->sync = sync_policy(o);
+    n->spool_max = o->spool_max_bytes;
+    n->spool_full = o->spool_full ? NT_FULL_DROP_OLDEST : NT_FULL_REJECT;
     const char *bl = getenv("ISOFLOW_NET_BACKLOG");
     n->down_bound = bl && *bl ? strtoull(bl, NULL, 10) : 0;
     if (!n->down_bound)
@@ -1595,6 +1609,15 @@ static void log_link_figures(fl__net *n)
             if (n->peers[k]->below)
                 nlog("pull: %llu asks sent to %s",
                      (unsigned long long)n->peers[k]->pulls, n->peers[k]->name);
+    for (uint32_t k = 0; k < n->npeers; k++) {
+        nt_spool_stats st;
+        if (!n->peers[k]->sp)
+            continue;
+        nt_spool_stats_get(n->peers[k]->sp, &st);
+        if (st.dropped) /* --spool-full drop-oldest made room */
+            nlog("spool to %s was full: %llu oldest records dropped",
+                 n->peers[k]->name, (unsigned long long)st.dropped);
+    }
 }
 
 void fl__net_stop(fl__net *n)
