@@ -12,6 +12,9 @@
  *   co2_min=250 co2_max=10000  temp_min=-40 temp_max=85
  *   hum_min=0 hum_max=100      pres_min=800 pres_max=1200
  *   log=0                      1: log every drop with its reason
+ *
+ * Built twice: cleaner.wasm, and cleaner_v2.wasm (-DCLEANER_V2), which only
+ * logs a line at init: the new version `isoflow demo` deploys live.
  */
 #include <isoflow/stage.h>
 
@@ -57,6 +60,12 @@ int stage_init(const char *config, size_t len)
     if (n <= 0 || (size_t)n > sizeof buf ||
         su_parse_fixed(buf, (size_t)n, 0, &dropped) != (size_t)n)
         dropped = 0;
+#ifdef CLEANER_V2
+    /* cleaner_v2.wasm, the version `isoflow demo` deploys live: the same
+     * checks; it says so when it starts (the dropped count carries over). */
+    if_log(IF_LOG_INFO, "cleaner v2 running (%lld readings dropped so far)",
+           (long long)dropped);
+#endif
     return 0;
 }
 

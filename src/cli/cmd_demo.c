@@ -37,7 +37,9 @@
 #endif
 
 #include "cli.h"
+#include "deploy.h"
 #include "flow.h"
+#include "flow_int.h" /* the graph's stages (as cmd_deploy.c) */
 #include "net.h"
 
 #define DEMO_MAX_DEVICES 1000
@@ -83,6 +85,15 @@ typedef struct demo {
     uint32_t *lat_us;     /* owned: every latency sample (microseconds) */
     size_t nlat, lat_mark;/* count; count at the last status line */
     uint64_t stored;      /* lines read from averages.jsonl */
+    /* The live update shown half-way (TLS runs only): the trusted key the
+     * nodes start with, the signed new module, the `isoflow deploy`
+     * child and its outcome. */
+    char trust[DEMO_PATH];    /* DIR/keys/demo.pub, "" when no deploy */
+    char v2[DEMO_PATH];       /* DIR/stages/cleaner_v2.wasm */
+    char v2sig[DEMO_PATH];    /* DIR/cleaner_v2.wasm.sig */
+    pid_t dep_pid;            /* the deploy command, 0 when not running */
+    int dep_state;            /* 0 not yet, 1 running, 2 done */
+    int dep_status;           /* its waitpid status */
 } demo;
 
 static volatile sig_atomic_t demo_stop_flag;
@@ -105,7 +116,10 @@ void cli_cmd_demo_help(FILE *out)
         "cloud node, an edge node and N device nodes (`isoflow node`),\n"
         "shows every second the devices connected, messages per second\n"
         "per layer, end-to-end latency (device reading -> cloud store)\n"
-        "and actuations delivered, then stops every process (SIGTERM,\n"
+        "and actuations delivered; half-way through (after 20 s without\n"
+        "--duration) deploys a signed new version of the edge's cleaner\n"
+        "into the running edge with `isoflow deploy` and shows its\n"
+        "progress (TLS runs only); then stops every process (SIGTERM,\n"
         "SIGKILL after 10 s) on Ctrl-C or after --duration and prints a\n"
         "summary.  The single-process version of the same system is\n"
         "`isoflow run examples/home/home.flow`.\n\n"
@@ -519,6 +533,10 @@ static int spawn(demo *d, demo_child *c)
     }
     argv[k++] = "--state";
     argv[k++] = state;
+    if (d->trust[0]) {
+        argv[k++] = "--trust";
+        argv[k++] = d->trust;
+    }
     argv[k++] = "--stats-json";
     argv[k++] = stats;
     argv[k++] = "--workers";
@@ -895,6 +913,118 @@ static int summary(demo *d, double secs, uint32_t ndev, unsigned peak)
     return problems;
 }
 
+/* ---------------------------------------------------------------------- */
+/* The live update (issue 6) shown half-way through the demo.              */
+
+/*
+ * Prepares it when the flow has the wasm stage `clean` on the edge and the
+ * stages hold cleaner_v2.wasm: a signing key in DIR/keys (the nodes trust
+ * it) and the signed module.  Without them the demo runs without an
+ * update (0); -1 only on an error making the key or the signature.
+ */
+static int prepare_deploy(demo *d, const fl_graph *g)
+{
+    char keys[DEMO_PATH], key[DEMO_PATH], err[512];
+    struct stat sb;
+    int has_clean = 0;
+    for (uint32_t i = 0; i < g->nstages; i++)
+        if (strcmp(g->stages[i].name, "clean") == 0 &&
+            strcmp(g->stages[i].kind, "wasm") == 0 &&
+            g->stages[i].layer == FL__LAYER_EDGE)
+            has_clean = 1;
+    if (!has_clean || path_fmt(d->v2, d->dir, "stages/cleaner_v2.wasm") ||
+        stat(d->v2, &sb) != 0)
+        return 0;
+    if (path_fmt(keys, d->dir, "keys") || path_fmt(key, keys, "demo.key") ||
+        path_fmt(d->v2sig, d->dir, "cleaner_v2.wasm.sig"))
+        return -1;
+    if (dp_key_gen(keys, "demo", NULL, err, sizeof err) != DP_OK ||
+        dp_sign(key, d->v2, d->v2sig, "clean", 0, NULL, err, sizeof err) !=
+            DP_OK) {
+        cli_errf("demo: signing key: %s", err);
+        return -1;
+    }
+    return path_fmt(d->trust, keys, "demo.pub");
+}
+
+/* Starts `isoflow deploy --layer edge --stage clean cleaner_v2.wasm` as an
+ * operator, its output to DIR/log/deploy.log.  0 or -1. */
+static int start_deploy(demo *d)
+{
+    char logp[DEMO_PATH], certs[DEMO_PATH];
+    if (path_fmt(logp, d->dir, "log/deploy.log") ||
+        path_fmt(certs, d->dir, "certs"))
+        return -1;
+    const char *argv[] = {d->exe,   "deploy",  "--flow", d->flow,
+                          "--layer", "edge",   "--stage", "clean",
+                          "--sig",  d->v2sig,  "--certs", certs,
+                          "--as",   "operator", "--watch", "2",
+                          d->v2,    NULL};
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        cli_errf("demo: fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        int log = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int nul = open("/dev/null", O_RDONLY);
+        if (d->pgid)
+            setpgid(0, d->pgid);
+#ifdef __linux__
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
+        if (log < 0 || nul < 0)
+            _exit(127);
+        dup2(nul, 0);
+        dup2(log, 1);
+        dup2(log, 2);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        execv(d->exe, (char *const *)argv);
+        _exit(127);
+    }
+    if (d->pgid)
+        setpgid(pid, d->pgid);
+    d->dep_pid = pid;
+    d->dep_state = 1;
+    return 0;
+}
+
+/* When the deploy command has ended (or `wait` is set: waits for it),
+ * prints its output indented and records its status. */
+static void check_deploy(demo *d, int wait)
+{
+    char logp[DEMO_PATH];
+    uint8_t *text;
+    size_t len;
+    int st;
+    if (d->dep_state != 1)
+        return;
+    if (waitpid(d->dep_pid, &st, wait ? 0 : WNOHANG) != d->dep_pid)
+        return;
+    d->dep_state = 2;
+    d->dep_status = st;
+    d->dep_pid = 0;
+    if (path_fmt(logp, d->dir, "log/deploy.log") == 0 &&
+        cli_read_file(logp, 1 << 20, &text, &len) == 0) {
+        const char *p = (const char *)text, *end = p + len;
+        while (p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+            printf("        deploy: %.*s\n", (int)n, p);
+            p += n + 1;
+        }
+        free(text);
+    }
+    printf("        live update %s\n",
+           WIFEXITED(st) && WEXITSTATUS(st) == 0
+               ? "done: the edge runs cleaner v2 (no restart)"
+               : "FAILED (see above)");
+    fflush(stdout);
+}
+
 /* Removes the run directory (a temporary one, after a clean run). */
 static void remove_tree(const char *dir)
 {
@@ -1042,13 +1172,14 @@ int cli_cmd_demo(int argc, char **argv)
             fprintf(stderr, "%s\n", err);
             goto out;
         }
+        int bad = !insecure && (make_certs(&d) || prepare_deploy(&d, g));
         fl_graph_free(g);
+        if (bad)
+            goto out;
     }
     if (insecure)
         fprintf(stderr, "isoflow: WARNING: --insecure: links are plaintext "
                         "and unauthenticated\n");
-    else if (make_certs(&d))
-        goto out;
 #ifdef __linux__
     if (path_fmt(sub, d.dir, "out") == 0) {
         d.ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -1109,6 +1240,18 @@ int cli_cmd_demo(int argc, char **argv)
             printf("a node exited on its own: stopping\n");
             break;
         }
+        /* Half-way (or after 20 s without --duration): a new version of
+         * the edge's cleaner, signed, deployed into the running edge. */
+        if (d.trust[0] && d.dep_state == 0 &&
+            secs >= (duration > 0 ? duration / 2 : 20.0)) {
+            printf("[%5.0fs] live update: isoflow deploy --layer edge --stage "
+                   "clean cleaner_v2.wasm (signed; swapped between two "
+                   "messages)\n", secs);
+            fflush(stdout);
+            if (start_deploy(&d))
+                d.dep_state = 2;
+        }
+        check_deploy(&d, 0);
         if (now >= next) {
             snap s;
             double p50, p99;
@@ -1136,6 +1279,18 @@ int cli_cmd_demo(int argc, char **argv)
     secs = (double)(cli_now_ns() - t0) / 1e9;
 
 stop:
+    /* A deploy still watching its new version: give it 5 s to report,
+     * then interrupt it (not a failure of the update). */
+    for (int i = 0; i < 50 && d.dep_state == 1; i++) {
+        struct timespec ts = {0, 100000000L};
+        nanosleep(&ts, NULL);
+        check_deploy(&d, 0);
+    }
+    int dep_cut = d.dep_state == 1;
+    if (dep_cut) {
+        kill(d.dep_pid, SIGTERM);
+        check_deploy(&d, 1);
+    }
     printf("stopping: devices, edge, cloud (SIGTERM; SIGKILL after %d s)\n",
            DEMO_STOP_MS / 1000);
     fflush(stdout);
@@ -1147,6 +1302,15 @@ stop:
     pump(&d, 0);
     {
         int problems = summary(&d, secs, ndev, peak);
+        if (dep_cut) {
+            printf("  live update: interrupted by the stop\n");
+        } else if (d.dep_state == 2 && !(WIFEXITED(d.dep_status) &&
+                                         WEXITSTATUS(d.dep_status) == 0)) {
+            printf("  live update: FAILED (log/deploy.log)\n");
+            problems++;
+        } else if (d.dep_state == 2) {
+            printf("  live update: cleaner v2 deployed to the running edge\n");
+        }
         if (problems == 0) {
             printf("demo: OK (every node stopped cleanly)\n");
             rc = CLI_EXIT_OK;

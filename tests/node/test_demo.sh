@@ -46,6 +46,15 @@ echo "produced=$produced sent=$sent edge_in=$edge_in edge_out=$edge_out" \
 [ "${acts:-0}" -gt 0 ] || fail "no actuation delivered"
 [ "$lat" = "$stored" ] || fail "latency over $lat of $stored averages"
 grep -q '^demo: OK' "$T/out" || fail "no OK line"
+# The live update half-way: verified, swapped, healthy, and v2 runs.
+grep -q '^        deploy: edge: verified v1 sha256 [0-9a-f]* signed by demo$' "$T/out" ||
+    fail "deploy: no verified line"
+grep -q '^        deploy: edge: swapped v0 -> v1 in ' "$T/out" || fail "deploy: no swap"
+grep -q '^        deploy: deployed stage clean v1: 1 healthy, 0 rolled back, 0 rejected, 0 unreachable of 1 node' "$T/out" ||
+    fail "deploy: not healthy"
+grep -q '^  live update: cleaner v2 deployed to the running edge$' "$T/out" ||
+    fail "deploy: no summary line"
+grep -q 'cleaner v2 running' "$RUN/log/edge.log" || fail "edge does not run cleaner v2"
 grep -q '^\[ *[0-9]*s\] devices [0-9]*/5 | msg/s' "$T/out" || fail "no status line"
 [ "$(wc -l <"$RUN/out/averages.jsonl")" -eq "$stored" ] || fail "store lines"
 sleep 0.2
