@@ -52,8 +52,8 @@
 #define NET_MAX_WMFD 8u         /* watermark fds awaiting the sync point */
 #define NET_COALESCE_NS 200000ull /* a record waits at most this long for */
 #define NET_COALESCE_RECS 64u     /* this many to share its DATA frame */
-#define NET_WBUF (64u * 1024u)  /* spool appends buffered in memory until
-                                   the next ACK, read or (device) pump pass */
+#define NET_WBUF (64u * 1024u)  /* edge/cloud: spool appends buffered in
+                                   memory until the next ACK or read */
 
 typedef struct rxbuf {        /* one DATA frame payload waiting for the pump */
     struct rxbuf *next;
@@ -390,10 +390,14 @@ static nt_spool *spool_of(fl__net *n, peer *p)
     if (n->spool_max)
         so.max_bytes = n->spool_max;
     so.full = n->spool_full;
-    /* Appends are written in batches (docs/NODES.md "Durability"): before
-     * the ACK that depends on them (flush_appends), before they are read
-     * for sending, and on a device at every pump pass. */
-    so.write_buffer = NET_WBUF;
+    /* On an edge or a cloud appends are written in batches (docs/NODES.md
+     * "Durability"): before the ACK that depends on them (flush_appends)
+     * and before they are read for sending; a crash there loses nothing,
+     * the sender resends what was not acknowledged.  A device is where
+     * messages start: nothing upstream would resend them, so each append
+     * is written before fl__net_send returns (it then survives a crash of
+     * the device's process). */
+    so.write_buffer = n->dev >= 0 ? 0 : NET_WBUF;
     if (nt_spool_open(path, &so, &p->sp, err, sizeof err) != NT_OK) {
         nlog("cannot open spool %s: %s", path, err);
         p->sp = NULL;
