@@ -23,6 +23,7 @@
 
 #include "deploy.h"
 #include "net.h"
+#include "graph_fixture.h"
 #include "rt_int.h"
 
 /* ---- The sink's accounting. ------------------------------------------ */
@@ -106,91 +107,25 @@ static const fl__stage_ops *find(const char *kind)
 
 /* ---- Graph: src ~> mid ~> sink, all on node "edge". ------------------ */
 
-static char *sdup(const char *s)
-{
-    char *d = strdup(s);
-    assert_non_null(d);
-    return d;
-}
-
-static void add_stage(fl_graph *g, const char *name, const char *kind,
-                      const char *path)
-{
-    fl__stage *s = &g->stages[g->nstages++];
-    memset(s, 0, sizeof *s);
-    s->name = sdup(name);
-    s->layer = FL__LAYER_EDGE;
-    s->group = -1;
-    s->kind = sdup(kind);
-    s->path = path ? sdup(path) : NULL;
-    s->config = sdup("");
-    s->actuator_idx = -1;
-    s->ninstances = 1;
-    s->need_caps = strcmp(name, "mid") == 0 ? IF_CAP_PROCESS : 0;
-}
-
 static fl_graph *make_graph(const char *kind, const char *mid_path,
                             int node_mode)
 {
-    fl_graph *g = calloc(1, sizeof *g);
-    assert_non_null(g);
-    g->file = sdup("ctl-test.flow");
-    g->stages = calloc(3, sizeof *g->stages);
-    add_stage(g, "src", "d", NULL);
-    add_stage(g, "mid", kind, mid_path);
-    add_stage(g, "sink", "d", NULL);
-    g->edges = calloc(2, sizeof *g->edges);
-    g->edges[0] = (fl__edge){0, 1, 0, 0};
-    g->edges[1] = (fl__edge){1, 2, 0, 0};
-    g->nedges = 2;
-    g->sources = calloc(1, sizeof *g->sources);
-    g->sources[0].stage = 0;
-    g->sources[0].mode = FL__MODE_DEMAND;
-    g->sources[0].credits = 4;
-    g->sources[0].interval_ns = 1000000; /* 1000 msg/s */
-    g->nsources = 1;
+    fl_graph *g = tg_graph_new("ctl-test.flow", 3);
+    tg_add_stage(g, "src", FL__LAYER_EDGE, "d", NULL, 1);
+    tg_add_stage(g, "mid", FL__LAYER_EDGE, kind, mid_path, 1)->need_caps =
+        IF_CAP_PROCESS;
+    tg_add_stage(g, "sink", FL__LAYER_EDGE, "d", NULL, 1);
+    tg_chain(g);
+    tg_demand_source(g, 0, 4, 1000000); /* 1000 msg/s */
     if (node_mode) {
         g->nodes = calloc(1, sizeof *g->nodes);
-        g->nodes[0].name = sdup("edge");
+        assert_non_null(g->nodes);
+        g->nodes[0].name = tg_sdup("edge");
         g->nodes[0].layer = FL__LAYER_EDGE;
         g->nodes[0].connect_idx = -1;
         g->nnodes = 1;
     }
     return g;
-}
-
-static void free_graph(fl_graph *g)
-{
-    for (uint32_t i = 0; i < g->nstages; i++) {
-        free(g->stages[i].name);
-        free(g->stages[i].kind);
-        free(g->stages[i].path);
-        free(g->stages[i].config);
-    }
-    for (uint32_t i = 0; i < g->nnodes; i++)
-        free(g->nodes[i].name);
-    free(g->nodes);
-    free(g->stages);
-    free(g->edges);
-    free(g->sources);
-    free(g->file);
-    free(g);
-}
-
-static uint8_t *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)n + 1);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return b;
 }
 
 /* FNV-1a 64, the runtime's module hash (fl__code_hash). */
@@ -202,12 +137,6 @@ static uint64_t fnv1a(const uint8_t *p, size_t n)
         h *= 0x100000001b3ull;
     }
     return h;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 static char tmp[256], dl_path[300], state[300], keys[300], trust[300];
@@ -288,7 +217,7 @@ static int ask(fl_runtime *rt, const char *json, const uint8_t *blob,
         pthread_mutex_unlock(&rmu);
         if (f)
             break;
-        sleep_ms(10);
+        tg_sleep_ms(10);
     }
     pthread_mutex_lock(&rmu);
     int n = nrep;
@@ -352,7 +281,7 @@ static void expect_rejected(fl_runtime *rt, const uint8_t *m, size_t len,
     assert_string_equal(rstr(0, "reason"), reason);
     assert_string_equal(rstr(0, "node"), "edge");
     uint64_t before = atomic_load(&received);
-    sleep_ms(60);
+    tg_sleep_ms(60);
     assert_true(atomic_load(&received) > before);
     assert_int_equal(atomic_load(&last_from), -1); /* still sw_v */
 }
@@ -377,10 +306,10 @@ static void test_deploy_cycle(void **state_)
 {
     (void)state_;
     size_t lv, lm, lt, lb;
-    uint8_t *v = slurp(SW_DIR "/sw_v.wasm", &lv);
-    uint8_t *mig = slurp(SW_DIR "/sw_mig.wasm", &lm);
-    uint8_t *trap = slurp(SW_DIR "/sw_trap.wasm", &lt);
-    uint8_t *bad = slurp(SW_DIR "/sw_badinit.wasm", &lb);
+    uint8_t *v = tg_slurp(SW_DIR "/sw_v.wasm", &lv);
+    uint8_t *mig = tg_slurp(SW_DIR "/sw_mig.wasm", &lm);
+    uint8_t *trap = tg_slurp(SW_DIR "/sw_trap.wasm", &lt);
+    uint8_t *bad = tg_slurp(SW_DIR "/sw_badinit.wasm", &lb);
     char key_id[DP_KEY_ID_HEX + 1], err[256], reason[128];
     fl_graph *g = make_graph("wasm", SW_DIR "/sw_v.wasm", 1);
 
@@ -388,7 +317,7 @@ static void test_deploy_cycle(void **state_)
     assert_int_equal(dp_key_gen(keys, "other", key_id, err, sizeof err),
                      DP_OK);
     fl_runtime *rt = start_rt(g, 1);
-    sleep_ms(50);
+    tg_sleep_ms(50);
     assert_true(atomic_load(&received) > 0);
 
     /* Rejections: exact reasons, nothing changes. */
@@ -453,9 +382,9 @@ static void test_deploy_cycle(void **state_)
     assert_int_equal(rnum(3, "active"), 1);
     assert_int_equal(strncmp(rstr(3, "reason"), "trap: ", 6), 0);
     assert_non_null(strstr(rstr(3, "reason"), "(1 trap within 1 message)"));
-    sleep_ms(50);
+    tg_sleep_ms(50);
     uint64_t r0 = atomic_load(&received);
-    sleep_ms(50);
+    tg_sleep_ms(50);
     assert_true(atomic_load(&received) > r0);
     assert_int_equal(atomic_load(&last_from), 1); /* back on version 1 */
 
@@ -487,7 +416,7 @@ static void test_deploy_cycle(void **state_)
     assert_string_equal(rstr(0, "event"), "verified");
     assert_int_equal(rnum(0, "version"), 0);
     assert_string_equal(rstr(3, "event"), "healthy");
-    sleep_ms(30);
+    tg_sleep_ms(30);
     assert_int_equal(atomic_load(&last_version), 0); /* the flow file's */
     n = ask(rt, "{\"op\":\"status\",\"node\":\"edge\"}", NULL, 0);
     assert_int_equal(n, 1);
@@ -553,13 +482,13 @@ static void test_deploy_cycle(void **state_)
         assert_int_equal(ver, 1);
         fl__code_release(code);
     }
-    sleep_ms(80);
+    tg_sleep_ms(80);
     assert_true(atomic_load(&received) > 0);
     assert_int_equal(atomic_load(&first_version), 1);
     assert_int_equal(fl_runtime_stop(rt, 5000), FL_OK);
     fl_runtime_free(rt);
     clear_replies();
-    free_graph(g);
+    tg_graph_free(g);
     free(v);
     free(mig);
     free(trap);
@@ -572,14 +501,14 @@ static void test_native_swap(void **state_)
 {
     (void)state_;
     size_t lm, lb;
-    uint8_t *mig = slurp(CTL_DIR "/ctl_mig.so", &lm);
-    uint8_t *bad = slurp(CTL_DIR "/ctl_badinit.so", &lb);
+    uint8_t *mig = tg_slurp(CTL_DIR "/ctl_mig.so", &lm);
+    uint8_t *bad = tg_slurp(CTL_DIR "/ctl_badinit.so", &lb);
     fl_graph *g = make_graph("native", CTL_DIR "/ctl_v.so", 0);
     fl_runtime *rt = start_rt(g, 0);
     fl_swap_result r;
     fl_swap_status st;
 
-    sleep_ms(50);
+    tg_sleep_ms(50);
     assert_int_equal(atomic_load(&last_from), -1);
     /* A failing init changes nothing (kv written by it is undone). */
     assert_int_equal(fl_runtime_swap(rt, "mid", bad, lb, 2, &r), FL_CHECK);
@@ -593,7 +522,7 @@ static void test_native_swap(void **state_)
     /* The swap: between messages, kv carried, migrate(1) ran. */
     assert_int_equal(fl_runtime_swap(rt, "mid", mig, lm, 4, &r), FL_OK);
     assert_int_equal(r.instances, 1);
-    sleep_ms(60);
+    tg_sleep_ms(60);
     assert_int_equal(atomic_load(&last_from), 1);
     assert_int_equal(atomic_load(&last_version), 4);
     assert_int_equal(fl_runtime_swap_status(rt, "mid", &st), FL_OK);
@@ -601,9 +530,9 @@ static void test_native_swap(void **state_)
     assert_true(st.first_call_ns >= st.switch_ns && st.switch_ns > 0);
     /* And back to the declared file's copy as a later version. */
     size_t lv;
-    uint8_t *v = slurp(CTL_DIR "/ctl_v.so", &lv);
+    uint8_t *v = tg_slurp(CTL_DIR "/ctl_v.so", &lv);
     assert_int_equal(fl_runtime_swap(rt, "mid", v, lv, 5, &r), FL_OK);
-    sleep_ms(40);
+    tg_sleep_ms(40);
     assert_int_equal(fl_runtime_stop(rt, 5000), FL_OK);
     assert_int_equal(atomic_load(&last_version), 5);
     assert_int_equal(atomic_load(&bad_count), 0); /* kv counter never lost */
@@ -612,7 +541,7 @@ static void test_native_swap(void **state_)
     fl_runtime_totals(rt, &t);
     assert_int_equal(atomic_load(&received), t.produced); /* none lost */
     fl_runtime_free(rt);
-    free_graph(g);
+    tg_graph_free(g);
     free(v);
     free(mig);
     free(bad);

@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "graph_fixture.h"
 #include "rt_int.h"
 
 #define NDEV 4
@@ -125,90 +126,25 @@ static const fl__stage_ops *find(const char *kind)
 
 /* ---- Graph: src (device, demand) ~> mid (wasm, edge) ~> sink. -------- */
 
-static char *sdup(const char *s)
-{
-    char *d = strdup(s);
-    assert_non_null(d);
-    return d;
-}
-
-static void add_stage(fl_graph *g, const char *name, int layer,
-                      const char *kind, const char *path)
-{
-    fl__stage *s = &g->stages[g->nstages++];
-    memset(s, 0, sizeof *s);
-    s->name = sdup(name);
-    s->layer = (uint8_t)layer;
-    s->group = -1;
-    s->kind = sdup(kind);
-    s->path = path ? sdup(path) : NULL;
-    s->config = sdup("");
-    s->actuator_idx = -1;
-    s->ninstances = layer == FL__LAYER_DEVICE ? NDEV : 1;
-    s->need_caps = strcmp(name, "mid") == 0 ? IF_CAP_PROCESS : 0;
-}
-
 static fl_graph *make_graph(void)
 {
-    fl_graph *g = calloc(1, sizeof *g);
-    assert_non_null(g);
-    g->file = sdup("swap.flow");
-    g->ndevices = NDEV;
-    g->device_names = calloc(NDEV + 1, sizeof *g->device_names);
-    for (int i = 0; i < NDEV; i++) {
-        char n[16];
-        snprintf(n, sizeof n, "dev-%d", i);
-        g->device_names[i] = sdup(n);
-    }
-    g->stages = calloc(3, sizeof *g->stages);
-    add_stage(g, "src", FL__LAYER_DEVICE, "d", NULL);
-    add_stage(g, "mid", FL__LAYER_EDGE, "wasm", SW_DIR "/sw_v.wasm");
-    add_stage(g, "sink", FL__LAYER_CLOUD, "d", NULL);
-    g->edges = calloc(2, sizeof *g->edges);
-    g->edges[0] = (fl__edge){0, 1, 0, 0};
-    g->edges[1] = (fl__edge){1, 2, 0, 0};
-    g->nedges = 2;
-    g->sources = calloc(1, sizeof *g->sources);
-    g->sources[0].stage = 0;
-    g->sources[0].mode = FL__MODE_DEMAND;
-    g->sources[0].credits = 8;
-    g->nsources = 1;
+    fl_graph *g = tg_graph_new("swap.flow", 3);
+    tg_devices(g, NDEV);
+    tg_add_stage(g, "src", FL__LAYER_DEVICE, "d", NULL, NDEV);
+    tg_add_stage(g, "mid", FL__LAYER_EDGE, "wasm", SW_DIR "/sw_v.wasm", 1)
+        ->need_caps = IF_CAP_PROCESS;
+    tg_add_stage(g, "sink", FL__LAYER_CLOUD, "d", NULL, 1);
+    tg_chain(g);
+    tg_demand_source(g, 0, 8, 0);
     return g;
 }
 
-static void free_graph(fl_graph *g)
-{
-    for (uint32_t i = 0; i < g->nstages; i++) {
-        free(g->stages[i].name);
-        free(g->stages[i].kind);
-        free(g->stages[i].path);
-        free(g->stages[i].config);
-    }
-    for (uint32_t i = 0; i < g->ndevices; i++)
-        free(g->device_names[i]);
-    free(g->device_names);
-    free(g->stages);
-    free(g->edges);
-    free(g->sources);
-    free(g->file);
-    free(g);
-}
-
+/* A test stage module of SW_DIR (malloc'ed). */
 static uint8_t *slurp(const char *name, size_t *len)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", SW_DIR, name);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)n + 1);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return b;
+    return tg_slurp(path, len);
 }
 
 static char dl_path[64];
@@ -231,12 +167,6 @@ static fl_runtime *start(fl_graph *g)
         fail_msg("fl_runtime_new: %s", err);
     assert_int_equal(fl_runtime_start(rt), FL_OK);
     return rt;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 /* Stops (complete drain) and checks the accounting: every produced
@@ -282,14 +212,14 @@ static void test_swap_state(void **state)
     uint8_t *mig = slurp("sw_mig.wasm", &len);
     fl_swap_result r;
     fl_swap_status st;
-    sleep_ms(100);
+    tg_sleep_ms(100);
     assert_true(atomic_load(&received) > 0);
     assert_int_equal(fl_runtime_swap(rt, "mid", mig, len, 2, &r), FL_OK);
     assert_int_equal(r.version, 2);
     assert_int_equal(r.from_version, 1);
     assert_int_equal(r.instances, 1);
     assert_string_equal(r.reason, "");
-    sleep_ms(100);
+    tg_sleep_ms(100);
     assert_int_equal(fl_runtime_swap_status(rt, "mid", &st), FL_OK);
     assert_int_equal(st.version, 2);
     assert_int_equal(st.swaps, 1);
@@ -302,7 +232,7 @@ static void test_swap_state(void **state)
     assert_int_equal(fl_runtime_swap_status(rt, "nope", &st), FL_ARG);
     fl_runtime_free(rt);
     free(mig);
-    free_graph(g);
+    tg_graph_free(g);
 }
 
 /* A failing init refuses the swap and changes nothing (not even the kv
@@ -317,7 +247,7 @@ static void test_reject_bad_init(void **state)
     uint8_t junk[8] = {0, 'a', 's', 'm', 1, 0, 0, 7};
     fl_swap_result r;
     fl_swap_status st;
-    sleep_ms(50);
+    tg_sleep_ms(50);
     assert_int_equal(fl_runtime_swap(rt, "mid", bad, len, 2, &r), FL_CHECK);
     assert_non_null(strstr(r.reason, "stage_init returned -7"));
     assert_int_equal(r.version, 1);
@@ -328,7 +258,7 @@ static void test_reject_bad_init(void **state)
     assert_non_null(strstr(r.reason, "not a wasm stage"));
     assert_int_equal(fl_runtime_swap(rt, "zz", bad, len, 3, &r), FL_ARG);
     assert_string_equal(r.reason, "no stage named 'zz'");
-    sleep_ms(50);
+    tg_sleep_ms(50);
     assert_int_equal(fl_runtime_swap_status(rt, "mid", &st), FL_OK);
     assert_int_equal(st.state, FL_SWAP_REJECTED);
     assert_int_equal(st.version, 1);
@@ -339,7 +269,7 @@ static void test_reject_bad_init(void **state)
     assert_int_equal(atomic_load(&max_version_seen), 1);
     fl_runtime_free(rt);
     free(bad);
-    free_graph(g);
+    tg_graph_free(g);
 }
 
 /* A version trapping on its first message is rolled back: that message is
@@ -354,13 +284,13 @@ static void test_rollback(void **state)
     uint8_t *trap = slurp("sw_trap.wasm", &len);
     fl_swap_result r;
     fl_swap_status st;
-    sleep_ms(50);
+    tg_sleep_ms(50);
     assert_int_equal(fl_runtime_swap(rt, "mid", trap, len, 2, &r), FL_OK);
     for (int i = 0; i < 200; i++) {
         fl_runtime_swap_status(rt, "mid", &st);
         if (st.state == FL_SWAP_ROLLED_BACK)
             break;
-        sleep_ms(5);
+        tg_sleep_ms(5);
     }
     assert_int_equal(st.state, FL_SWAP_ROLLED_BACK);
     assert_int_equal(st.version, 1);
@@ -369,7 +299,7 @@ static void test_rollback(void **state)
     assert_non_null(strstr(st.reason, "version 2 trapped"));
     assert_non_null(strstr(st.reason, "back to version 1"));
     atomic_store(&rollback_mark, 1);
-    sleep_ms(100);
+    tg_sleep_ms(100);
     assert_int_equal(fl_runtime_swap(rt, "mid", trap, len, 3, &r), FL_ARG);
     assert_non_null(strstr(r.reason, "not swapped in again"));
     stop_and_account(rt, 1);
@@ -380,7 +310,7 @@ static void test_rollback(void **state)
     assert_int_equal(atomic_load(&last_n), atomic_load(&received));
     fl_runtime_free(rt);
     free(trap);
-    free_graph(g);
+    tg_graph_free(g);
     unlink(dl_path);
 }
 
@@ -404,7 +334,7 @@ static void test_thousand_swaps(void **state)
     fl_swap_policy pol = {0, 0, 0}; /* no rollback window: pure swaps */
     fl_runtime_swap_policy(rt, &pol);
     uint32_t nlat = 0;
-    sleep_ms(20);
+    tg_sleep_ms(20);
     for (uint32_t v = 2; v < 1002; v++) {
         fl_swap_result r;
         uint64_t seen = atomic_load(&received);
@@ -435,7 +365,7 @@ static void test_thousand_swaps(void **state)
     fl_runtime_free(rt);
     free(a);
     free(b);
-    free_graph(g);
+    tg_graph_free(g);
 }
 
 int main(void)
