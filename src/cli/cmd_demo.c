@@ -39,7 +39,6 @@
 #include "cli.h"
 #include "deploy.h"
 #include "flow.h"
-#include "flow_int.h" /* the graph's stages (as cmd_deploy.c) */
 #include "net.h"
 
 #define DEMO_MAX_DEVICES 1000
@@ -927,11 +926,10 @@ static int prepare_deploy(demo *d, const fl_graph *g)
     char keys[DEMO_PATH], key[DEMO_PATH], err[512];
     struct stat sb;
     int has_clean = 0;
-    for (uint32_t i = 0; i < g->nstages; i++)
-        if (strcmp(g->stages[i].name, "clean") == 0 &&
-            strcmp(g->stages[i].kind, "wasm") == 0 &&
-            g->stages[i].layer == FL__LAYER_EDGE)
-            has_clean = 1;
+    fl_stage_desc sd;
+    if (fl_graph_stage_find(g, "clean", &sd) == FL_OK &&
+        strcmp(sd.kind, "wasm") == 0 && strcmp(sd.layer, "edge") == 0)
+        has_clean = 1;
     if (!has_clean || path_fmt(d->v2, d->dir, "stages/cleaner_v2.wasm") ||
         stat(d->v2, &sb) != 0)
         return 0;

@@ -6,10 +6,9 @@
  * speak the deploy control protocol (CTL / CTL_REPLY frames, docs/DEPLOY.md
  * "Deploying to running nodes") over TLS with an operator certificate.
  *
- * The targets and the address to reach each one come from the flow file:
- * the graph's node and group tables (flow_int.h; the command reads them
- * only, there is no public accessor for them yet).  A device is reached
- * through the node its group connects to, which forwards.
+ * The targets and the address to reach each one come from the flow file
+ * (flow.h's topology: fl_graph_place, fl_graph_stage_on).  A device is
+ * reached through the node its group connects to, which forwards.
  */
 #include <errno.h>
 #include <fnmatch.h>
@@ -23,7 +22,6 @@
 
 #include "cli.h"
 #include "flow.h"
-#include "flow_int.h" /* the node and group tables of a checked graph */
 #include "net.h"
 
 #define DPC_MAX_MODULE (NT_MAX_PAYLOAD - 70u * 1024u) /* room for the JSON */
@@ -177,33 +175,12 @@ void cli_cmd_rollback_help(FILE *out)
 /* ------------------------------------------------------------------------ */
 /* Reading the flow: targets and the node that reaches each one. */
 
-/* The device group of device index d, or NULL. */
-static const fl__group *device_group(const fl_graph *g, uint32_t d)
+/* Index of the entry for listening place `via`, added when missing; -1 on
+ * error (message printed). */
+static int entry_for(dpc_ctx *c, const fl_place *via)
 {
-    for (uint32_t i = 0; i < g->ngroups; i++) {
-        const fl__group *gr = &g->groups[i];
-        if (gr->layer == FL__LAYER_DEVICE && d >= gr->first_device &&
-            d < gr->first_device + gr->count)
-            return gr;
-    }
-    return NULL;
-}
-
-static int32_t node_index(const fl_graph *g, const char *name)
-{
-    for (uint32_t i = 0; i < g->nnodes; i++)
-        if (strcmp(g->nodes[i].name, name) == 0)
-            return (int32_t)i;
-    return -1;
-}
-
-/* Index of the entry for node index n, added when missing; -1 on error
- * (message printed). */
-static int entry_for(dpc_ctx *c, const fl_graph *g, int32_t n)
-{
-    const fl__node *nd = &g->nodes[n];
     for (uint32_t i = 0; i < c->nentries; i++)
-        if (strcmp(c->entries[i].name, nd->name) == 0)
+        if (strcmp(c->entries[i].name, via->name) == 0)
             return (int)i;
     dpc_entry *e = realloc(c->entries, (c->nentries + 1) * sizeof *e);
     if (!e) {
@@ -214,9 +191,9 @@ static int entry_for(dpc_ctx *c, const fl_graph *g, int32_t n)
     e = &c->entries[c->nentries];
     memset(e, 0, sizeof *e);
     e->ctx = c;
-    snprintf(e->name, sizeof e->name, "%s", nd->name);
-    e->addr = nd->listen;
-    e->role = nd->layer == FL__LAYER_CLOUD ? NT_ROLE_CLOUD : NT_ROLE_EDGE;
+    snprintf(e->name, sizeof e->name, "%s", via->name);
+    e->addr = via->listen;
+    e->role = strcmp(via->layer, "cloud") == 0 ? NT_ROLE_CLOUD : NT_ROLE_EDGE;
     return (int)c->nentries++;
 }
 
@@ -226,52 +203,39 @@ static int entry_for(dpc_ctx *c, const fl_graph *g, int32_t n)
  * or CLI_EXIT_USAGE with the reason printed.  A name already listed is
  * skipped.
  */
-static int add_target(dpc_ctx *c, const fl_graph *g, const fl__stage *st,
+static int add_target(dpc_ctx *c, const fl_graph *g, const fl_stage_desc *st,
                       const char *name)
 {
-    int64_t dev = fl__graph_device_index(g, name);
-    int32_t nd = dev < 0 ? node_index(g, name) : -1;
-    int32_t via;
+    fl_place pl, via;
     for (uint32_t i = 0; i < c->ntargets; i++)
         if (strcmp(c->targets[i].name, name) == 0)
             return 0;
-    if (dev < 0 && nd < 0) {
+    if (fl_graph_place_find(g, name, &pl) != FL_OK) {
         cli_errf("no node or device named '%s' in the flow", name);
         return CLI_EXIT_USAGE;
     }
-    if (dev >= 0) {
-        const fl__group *gr = device_group(g, (uint32_t)dev);
-        if (st->layer != FL__LAYER_DEVICE ||
-            (st->group >= 0 && &g->groups[st->group] != gr)) {
-            cli_errf("stage %s does not run on device %s", st->name, name);
-            return CLI_EXIT_USAGE;
-        }
-        if (!gr || gr->connect_idx < 0 ||
-            !g->nodes[gr->connect_idx].listen) {
+    if (!fl_graph_stage_on(g, st->name, name)) {
+        cli_errf("stage %s does not run on %s %s", st->name,
+                 pl.group ? "device" : "node", name);
+        return CLI_EXIT_USAGE;
+    }
+    if (pl.group) { /* a device: through the node its group connects to */
+        if (!pl.connect || fl_graph_place_find(g, pl.connect, &via) != FL_OK ||
+            !via.listen) {
             cli_errf("device %s connects to no listening node: cannot reach "
                      "it", name);
             return CLI_EXIT_USAGE;
         }
-        via = gr->connect_idx;
-    } else {
-        if (st->layer != g->nodes[nd].layer ||
-            (st->group >= 0 &&
-             strcmp(g->groups[st->group].name, name) != 0 &&
-             g->groups[st->group].layer == FL__LAYER_DEVICE)) {
-            cli_errf("stage %s does not run on node %s", st->name, name);
-            return CLI_EXIT_USAGE;
-        }
-        via = nd;
-        if (!g->nodes[nd].listen) {
-            via = g->nodes[nd].connect_idx;
-            if (via < 0 || !g->nodes[via].listen) {
-                cli_errf("node %s listens nowhere and connects to no "
-                         "listening node: cannot reach it", name);
-                return CLI_EXIT_USAGE;
-            }
-        }
+    } else if (pl.listen) {
+        via = pl;
+    } else if (!pl.connect ||
+               fl_graph_place_find(g, pl.connect, &via) != FL_OK ||
+               !via.listen) {
+        cli_errf("node %s listens nowhere and connects to no listening "
+                 "node: cannot reach it", name);
+        return CLI_EXIT_USAGE;
     }
-    int e = entry_for(c, g, via);
+    int e = entry_for(c, &via);
     if (e < 0)
         return CLI_EXIT_FAIL;
     dpc_target *t = realloc(c->targets, (c->ntargets + 1) * sizeof *t);
@@ -294,42 +258,41 @@ static int add_target(dpc_ctx *c, const fl_graph *g, const fl__stage *st,
  * Returns 0 or a CLI_EXIT_* code with the reason printed.
  */
 static int resolve_targets(dpc_ctx *c, const fl_graph *g,
-                           const fl__stage *st, const char *node,
+                           const fl_stage_desc *st, const char *node,
                            const char *layer, const char *group)
 {
+    uint32_t np = fl_graph_place_count(g);
+    fl_place pl;
     int rc = 0;
     if (node)
         return add_target(c, g, st, node);
     if (layer) {
-        int want = cli_streq(layer, "device") ? FL__LAYER_DEVICE
-                 : cli_streq(layer, "edge")   ? FL__LAYER_EDGE
-                 : cli_streq(layer, "cloud")  ? FL__LAYER_CLOUD : -1;
-        if (want < 0) {
+        if (!cli_streq(layer, "device") && !cli_streq(layer, "edge") &&
+            !cli_streq(layer, "cloud")) {
             cli_errf("--layer: expected device, edge or cloud, got '%s'",
                      layer);
             return CLI_EXIT_USAGE;
         }
-        if (want == FL__LAYER_DEVICE)
-            for (uint32_t d = 0; d < g->ndevices && !rc; d++)
-                rc = add_target(c, g, st, g->device_names[d]);
-        else
-            for (uint32_t i = 0; i < g->nnodes && !rc; i++)
-                if (g->nodes[i].layer == want)
-                    rc = add_target(c, g, st, g->nodes[i].name);
+        /* Devices (after the nodes in place order) or nodes. */
+        for (uint32_t i = 0; i < np && !rc; i++)
+            if (fl_graph_place(g, i, &pl) == FL_OK &&
+                strcmp(pl.layer, layer) == 0)
+                rc = add_target(c, g, st, pl.name);
     } else {
-        for (uint32_t i = 0; i < g->ngroups && !rc; i++) {
-            const fl__group *gr = &g->groups[i];
-            if (gr->layer == FL__LAYER_DEVICE && strcmp(gr->name, group) == 0)
-                for (uint32_t d = 0; d < gr->count && !rc; d++)
-                    rc = add_target(c, g, st,
-                                    g->device_names[gr->first_device + d]);
-        }
-        for (uint32_t d = 0; d < g->ndevices && !rc; d++)
-            if (fnmatch(group, g->device_names[d], 0) == 0)
-                rc = add_target(c, g, st, g->device_names[d]);
-        for (uint32_t i = 0; i < g->nnodes && !rc; i++)
-            if (fnmatch(group, g->nodes[i].name, 0) == 0)
-                rc = add_target(c, g, st, g->nodes[i].name);
+        /* A device group by name, then device names, then node names
+         * matching the pattern. */
+        for (uint32_t i = 0; i < np && !rc; i++)
+            if (fl_graph_place(g, i, &pl) == FL_OK && pl.group &&
+                strcmp(pl.group, group) == 0)
+                rc = add_target(c, g, st, pl.name);
+        for (uint32_t i = 0; i < np && !rc; i++)
+            if (fl_graph_place(g, i, &pl) == FL_OK && pl.group &&
+                fnmatch(group, pl.name, 0) == 0)
+                rc = add_target(c, g, st, pl.name);
+        for (uint32_t i = 0; i < np && !rc; i++)
+            if (fl_graph_place(g, i, &pl) == FL_OK && !pl.group &&
+                fnmatch(group, pl.name, 0) == 0)
+                rc = add_target(c, g, st, pl.name);
     }
     if (!rc && c->ntargets == 0) {
         cli_errf("no node matches %s '%s'", layer ? "layer" : "group",
@@ -894,8 +857,8 @@ static nt_tls *open_identity(const dpc_args *a)
 
 /* Reads the module and its signature and checks them locally; returns 0
  * or CLI_EXIT_FAIL / CLI_EXIT_USAGE with the reason printed. */
-static int read_module(dpc_ctx *c, const dpc_args *a, const fl__stage *st,
-                       uint8_t **mod)
+static int read_module(dpc_ctx *c, const dpc_args *a,
+                       const fl_stage_desc *st, uint8_t **mod)
 {
     char sigpath[1024];
     uint8_t *sig = NULL;
@@ -1080,10 +1043,9 @@ static int run_command(int op, int argc, char **argv)
             fprintf(stderr, "%s\n", err);
         goto out;
     }
-    const fl__stage *st = NULL;
-    for (uint32_t i = 0; i < g->nstages; i++)
-        if (strcmp(g->stages[i].name, a.stage) == 0)
-            st = &g->stages[i];
+    fl_stage_desc sd;
+    const fl_stage_desc *st =
+        fl_graph_stage_find(g, a.stage, &sd) == FL_OK ? &sd : NULL;
     if (!st) {
         cli_errf("%s: no stage '%s' in %s", which, a.stage, a.flow);
         rc = CLI_EXIT_USAGE;

@@ -73,6 +73,37 @@ FL_API fl_status fl_graph_parse(const char *name, const char *text,
                                 char *err, size_t errlen);
 FL_API void fl_graph_free(fl_graph *g);
 
+/* The graph's topology, for tools that address nodes (isoflow deploy,
+ * isoflow demo).  A *place* is a node declared with `node` or a device of a
+ * device group; names are borrowed from g.  Places are numbered: the
+ * declared nodes first, in declaration order, then every device. */
+typedef struct fl_place {
+    const char *name;
+    const char *layer;    /* "device", "edge" or "cloud" */
+    const char *group;    /* a device: its group's name; a node: NULL */
+    const char *listen;   /* "host:port" it listens on, or NULL */
+    const char *connect;  /* the node it (a device: its group) connects
+                             to, or NULL */
+} fl_place;
+FL_API uint32_t fl_graph_place_count(const fl_graph *g);
+/* FL_OK, or FL_ARG when i is out of range. */
+FL_API fl_status fl_graph_place(const fl_graph *g, uint32_t i,
+                                fl_place *out /* OUT */);
+/* The place called `name`: FL_OK, or FL_ARG when there is none. */
+FL_API fl_status fl_graph_place_find(const fl_graph *g, const char *name,
+                                     fl_place *out /* OUT */);
+/* Stage `stage` (name, kind "wasm"/"native"/a builtin, layer): FL_OK, or
+ * FL_ARG when there is no such stage. */
+typedef struct fl_stage_desc {
+    const char *name, *kind, *layer;
+} fl_stage_desc;
+FL_API fl_status fl_graph_stage_find(const fl_graph *g, const char *name,
+                                     fl_stage_desc *out /* OUT */);
+/* 1 when stage `stage` runs on place `place` (the place's layer, and its
+ * group when the stage is placed on one), else 0. */
+FL_API int fl_graph_stage_on(const fl_graph *g, const char *stage,
+                             const char *place);
+
 /* Overrides the number of devices of a device group (e.g. "rooms") before
  * the runtime starts; FL_ARG when there is no such group. */
 FL_API fl_status fl_graph_set_devices(fl_graph *g, const char *group,

@@ -595,3 +595,91 @@ FL_API void fl_graph_counts(const fl_graph *g, uint32_t *stages,
     if (devices != NULL)
         *devices = g != NULL ? g->ndevices : 0;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Topology for tools (flow.h: fl_place).                                   */
+
+uint32_t fl_graph_place_count(const fl_graph *g)
+{
+    return g ? g->nnodes + g->ndevices : 0;
+}
+
+fl_status fl_graph_place(const fl_graph *g, uint32_t i, fl_place *out)
+{
+    if (!g || !out || i >= g->nnodes + g->ndevices)
+        return FL_ARG;
+    memset(out, 0, sizeof *out);
+    if (i < g->nnodes) {
+        const fl__node *n = &g->nodes[i];
+        out->name = n->name;
+        out->layer = layer_names[n->layer];
+        out->listen = n->listen;
+        out->connect = n->connect_idx >= 0 ? g->nodes[n->connect_idx].name
+                                           : NULL;
+        return FL_OK;
+    }
+    uint32_t d = i - g->nnodes;
+    const fl__group *gr = &g->groups[group_of_device(g, d)];
+    out->name = g->device_names[d];
+    out->layer = layer_names[FL__LAYER_DEVICE];
+    out->group = gr->name;
+    out->connect = gr->connect_idx >= 0 ? g->nodes[gr->connect_idx].name
+                                        : NULL;
+    return FL_OK;
+}
+
+fl_status fl_graph_place_find(const fl_graph *g, const char *name,
+                              fl_place *out)
+{
+    if (!g || !name)
+        return FL_ARG;
+    int64_t d = fl__graph_device_index(g, name);
+    if (d >= 0)
+        return fl_graph_place(g, g->nnodes + (uint32_t)d, out);
+    for (uint32_t i = 0; i < g->nnodes; i++)
+        if (strcmp(g->nodes[i].name, name) == 0)
+            return fl_graph_place(g, i, out);
+    return FL_ARG;
+}
+
+static const fl__stage *stage_named(const fl_graph *g, const char *name)
+{
+    for (uint32_t i = 0; g && name && i < g->nstages; i++)
+        if (strcmp(g->stages[i].name, name) == 0)
+            return &g->stages[i];
+    return NULL;
+}
+
+fl_status fl_graph_stage_find(const fl_graph *g, const char *name,
+                              fl_stage_desc *out)
+{
+    const fl__stage *st = stage_named(g, name);
+    if (!st || !out)
+        return FL_ARG;
+    out->name = st->name;
+    out->kind = st->kind;
+    out->layer = layer_names[st->layer];
+    return FL_OK;
+}
+
+int fl_graph_stage_on(const fl_graph *g, const char *stage, const char *place)
+{
+    const fl__stage *st = stage_named(g, stage);
+    if (!st || !place)
+        return 0;
+    int64_t d = fl__graph_device_index(g, place);
+    if (d >= 0)
+        return st->layer == FL__LAYER_DEVICE &&
+               (st->group < 0 ||
+                (uint32_t)st->group == group_of_device(g, (uint32_t)d));
+    for (uint32_t i = 0; i < g->nnodes; i++) {
+        if (strcmp(g->nodes[i].name, place) != 0)
+            continue;
+        /* On a node: its layer; a stage placed on a device group never
+         * runs there. */
+        return st->layer == g->nodes[i].layer &&
+               !(st->group >= 0 &&
+                 g->groups[st->group].layer == FL__LAYER_DEVICE);
+    }
+    return 0;
+}

@@ -802,6 +802,61 @@ static void test_status_msg(void **state)
     assert_string_equal(fl_status_msg(FL_STATUS_COUNT), "unknown status");
 }
 
+/* The topology API tools use (fl_graph_place*, fl_graph_stage_find,
+ * fl_graph_stage_on): nodes first, then devices; groups, listen and
+ * connect addresses; where each stage runs. */
+static void test_topology(void **state)
+{
+    (void)state;
+    fl_graph *g = parse_ok(
+        "devices rooms \"room-%d\" x 2 connect edge\n"
+        "devices hall \"hall\" x 1 connect edge\n"
+        "node cloud @cloud listen \"127.0.0.1:7000\"\n"
+        "node edge @edge listen \"127.0.0.1:7001\" connect cloud\n"
+        "stage s @rooms wasm \"s.wasm\"\n"
+        "stage h @hall log\n"
+        "stage e @edge log\n"
+        "stage c @cloud log\n"
+        "flow a: push(s every 1s) ~> e ~> c\n"
+        "flow b: push(h every 1s) ~> e\n");
+    fl_place p;
+    assert_int_equal(fl_graph_place_count(g), 5);
+    assert_int_equal(fl_graph_place(g, 0, &p), FL_OK);
+    assert_string_equal(p.name, "cloud");
+    assert_string_equal(p.layer, "cloud");
+    assert_string_equal(p.listen, "127.0.0.1:7000");
+    assert_null(p.connect);
+    assert_null(p.group);
+    assert_int_equal(fl_graph_place(g, 1, &p), FL_OK);
+    assert_string_equal(p.name, "edge");
+    assert_string_equal(p.connect, "cloud");
+    assert_int_equal(fl_graph_place(g, 3, &p), FL_OK);
+    assert_string_equal(p.name, "room-1");
+    assert_string_equal(p.layer, "device");
+    assert_string_equal(p.group, "rooms");
+    assert_string_equal(p.connect, "edge");
+    assert_null(p.listen);
+    assert_int_equal(fl_graph_place(g, 5, &p), FL_ARG);
+    assert_int_equal(fl_graph_place_find(g, "hall", &p), FL_OK);
+    assert_string_equal(p.group, "hall");
+    assert_int_equal(fl_graph_place_find(g, "nobody", &p), FL_ARG);
+
+    fl_stage_desc d;
+    assert_int_equal(fl_graph_stage_find(g, "s", &d), FL_OK);
+    assert_string_equal(d.kind, "wasm");
+    assert_string_equal(d.layer, "device");
+    assert_int_equal(fl_graph_stage_find(g, "zz", &d), FL_ARG);
+    assert_int_equal(fl_graph_stage_on(g, "s", "room-0"), 1);
+    assert_int_equal(fl_graph_stage_on(g, "s", "hall"), 0); /* other group */
+    assert_int_equal(fl_graph_stage_on(g, "h", "hall"), 1);
+    assert_int_equal(fl_graph_stage_on(g, "s", "edge"), 0);
+    assert_int_equal(fl_graph_stage_on(g, "e", "edge"), 1);
+    assert_int_equal(fl_graph_stage_on(g, "e", "cloud"), 0);
+    assert_int_equal(fl_graph_stage_on(g, "c", "cloud"), 1);
+    assert_int_equal(fl_graph_stage_on(g, "c", "nobody"), 0);
+    fl_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -816,6 +871,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_status_msg),
+        cmocka_unit_test(test_topology),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
