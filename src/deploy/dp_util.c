@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "deploy_int.h"
+#include "platform.h"
 
 int dp__crash_before_rename = 0;
 
@@ -34,20 +35,7 @@ const char *dp_status_msg(dp_status s)
 
 int dp_name_ok(const char *name)
 {
-    size_t n;
-    if (name == NULL)
-        return 0;
-    n = strlen(name);
-    if (n == 0 || n > DP_MAX_NAME)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                    (c >= '0' && c <= '9');
-        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-            return 0;
-    }
-    return 1;
+    return pl_name_ok(name, DP_MAX_NAME);
 }
 
 void dp__errf(char *err, size_t errlen, const char *fmt, ...)

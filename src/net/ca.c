@@ -51,23 +51,8 @@ int nt_role_parse(const char *name)
 
 int nt__cert_name_ok(const char *name)
 {
-    size_t n;
-    if (name == NULL)
-        return 0;
-    n = strlen(name);
-    if (n == 0 || n > NT_MAX_NAME)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                    (c >= '0' && c <= '9');
-        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-            return 0;
-    }
-    return 1;
+    return pl_name_ok(name, NT_MAX_NAME);
 }
-
-
 
 /* dir + "/" + file into out; 0, or -1 when it does not fit. */
 static int join(char *out, size_t cap, const char *dir, const char *file)

@@ -37,3 +37,21 @@ int pl_mkdirs(const char *dir)
     }
     return 0;
 }
+
+int pl_name_ok(const char *name, size_t max)
+{
+    size_t n;
+    if (name == NULL)
+        return 0;
+    n = strlen(name);
+    if (n == 0 || n > max)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                    (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+            return 0;
+    }
+    return 1;
+}
