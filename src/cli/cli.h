@@ -94,4 +94,20 @@ uint64_t cli_now_ns(void);
 /* 1 when the strings are equal. */
 int cli_streq(const char *a, const char *b);
 
+/* Parses an unsigned decimal in [lo, hi]; 0, or -1 when malformed or out
+ * of range. */
+int cli_parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out);
+/* Parses a finite number > 0; 0 or -1. */
+int cli_parse_pos_double(const char *s, double *out);
+
+/* The options `isoflow run` and `isoflow node` share: --duration S,
+ * --workers N, --time-scale X, --dead-letter F, --watch DIR, --stats-json
+ * F.  Takes option `a` with value `v` into *o / *duration / *watch_dir /
+ * *stats_json: 1 when it was one of them, 0 when not, -1 on a bad value
+ * (the message printed). */
+struct fl_run_opts;
+int cli_run_option(const char *a, const char *v, struct fl_run_opts *o,
+                   double *duration, const char **watch_dir,
+                   const char **stats_json);
+
 #endif /* ISOFLOW_CLI_H */

@@ -229,7 +229,11 @@ int cli_cmd_node(int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
         i++;
-        char *end = NULL;
+        int r = cli_run_option(a, v, &o, &duration, &watch_dir, &stats_json);
+        if (r < 0)
+            return CLI_EXIT_USAGE;
+        if (r > 0)
+            continue;
         if (cli_streq(a, "--flow")) {
             file = v;
         } else if (cli_streq(a, "--name")) {
@@ -240,8 +244,6 @@ int cli_cmd_node(int argc, char **argv)
             o.state_dir = v;
         } else if (cli_streq(a, "--trust")) {
             o.trust = v;
-        } else if (cli_streq(a, "--watch")) {
-            watch_dir = v;
         } else if (cli_streq(a, "--spool-max")) {
             if (parse_bytes(v, &o.spool_max_bytes) != 0) {
                 cli_errf("--spool-max: expected a size >= 64K (bytes, or "
@@ -265,29 +267,6 @@ int cli_cmd_node(int argc, char **argv)
                          "'%s'", v);
                 return CLI_EXIT_USAGE;
             }
-        } else if (cli_streq(a, "--dead-letter")) {
-            o.dead_letter = v;
-        } else if (cli_streq(a, "--stats-json")) {
-            stats_json = v;
-        } else if (cli_streq(a, "--duration")) {
-            duration = strtod(v, &end);
-            if (!end || *end || !(duration > 0)) {
-                cli_errf("--duration: expected seconds > 0, got '%s'", v);
-                return CLI_EXIT_USAGE;
-            }
-        } else if (cli_streq(a, "--time-scale")) {
-            o.time_scale = strtod(v, &end);
-            if (!end || *end || !(o.time_scale > 0)) {
-                cli_errf("--time-scale: expected a number > 0, got '%s'", v);
-                return CLI_EXIT_USAGE;
-            }
-        } else if (cli_streq(a, "--workers")) {
-            unsigned long w = strtoul(v, &end, 10);
-            if (!end || *end || w < 1 || w > 256) {
-                cli_errf("--workers: expected 1..256, got '%s'", v);
-                return CLI_EXIT_USAGE;
-            }
-            o.workers = (uint32_t)w;
         } else {
             cli_errf("unknown option '%s' (see 'isoflow node --help')", a);
             return CLI_EXIT_USAGE;

@@ -4,7 +4,6 @@
  * Ctrl-C/SIGTERM or --duration, a per-stage summary (and --stats-json).
  */
 #include <errno.h>
-#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,35 +56,6 @@ void cli_cmd_run_help(FILE *out)
         "exit status: 0 after a clean stop, 1 when the flow does not load or\n"
         "start or the drain times out, 2 on a bad command line.\n"
         "example: isoflow run examples/home/home.flow --duration 10\n");
-}
-
-/* Parses an unsigned decimal in [lo, hi]; 0 on success. */
-static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
-{
-    char *end;
-    unsigned long v;
-    if (!s || !*s || *s == '-')
-        return -1;
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno || *end || v < lo || v > hi)
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
-}
-
-static int parse_pos_double(const char *s, double *out)
-{
-    char *end;
-    double v;
-    if (!s || !*s)
-        return -1;
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno || *end || !(v > 0) || !isfinite(v))
-        return -1;
-    *out = v;
-    return 0;
 }
 
 static void json_string(FILE *f, const char *s)
@@ -270,25 +240,21 @@ int cli_cmd_run(int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
         i++;
-        if (cli_streq(a, "--duration")) {
-            if (parse_pos_double(v, &duration) != 0) {
-                cli_errf("--duration: expected seconds > 0, got '%s'", v);
-                return CLI_EXIT_USAGE;
-            }
-        } else if (cli_streq(a, "--workers")) {
-            if (parse_u32(v, 1, 256, &o.workers) != 0) {
-                cli_errf("--workers: expected 1..256, got '%s'", v);
-                return CLI_EXIT_USAGE;
-            }
-        } else if (cli_streq(a, "--queue")) {
-            if (parse_u32(v, 1, 1u << 24, &o.queue_capacity) != 0) {
+        int r = cli_run_option(a, v, &o, &duration, &watch_dir, &stats_json);
+        if (r < 0)
+            return CLI_EXIT_USAGE;
+        if (r > 0)
+            continue;
+        if (cli_streq(a, "--queue")) {
+            if (cli_parse_u32(v, 1, 1u << 24, &o.queue_capacity) != 0) {
                 cli_errf("--queue: expected 1..16777216, got '%s'", v);
                 return CLI_EXIT_USAGE;
             }
         } else if (cli_streq(a, "--devices")) {
             const char *eq = strchr(v, '=');
             uint32_t n;
-            if (!eq || eq == v || parse_u32(eq + 1, 1, 1000000, &n) != 0) {
+            if (!eq || eq == v ||
+                cli_parse_u32(eq + 1, 1, 1000000, &n) != 0) {
                 cli_errf("--devices: expected GROUP=N (N 1..1000000), got "
                          "'%s'", v);
                 return CLI_EXIT_USAGE;
@@ -298,17 +264,6 @@ int cli_cmd_run(int argc, char **argv)
                 return CLI_EXIT_USAGE;
             }
             devices[ndevices++] = v;
-        } else if (cli_streq(a, "--time-scale")) {
-            if (parse_pos_double(v, &o.time_scale) != 0) {
-                cli_errf("--time-scale: expected a number > 0, got '%s'", v);
-                return CLI_EXIT_USAGE;
-            }
-        } else if (cli_streq(a, "--dead-letter")) {
-            o.dead_letter = v;
-        } else if (cli_streq(a, "--watch")) {
-            watch_dir = v;
-        } else if (cli_streq(a, "--stats-json")) {
-            stats_json = v;
         } else {
             cli_errf("unknown option '%s' (see 'isoflow run --help')", a);
             return CLI_EXIT_USAGE;
@@ -330,7 +285,7 @@ int cli_cmd_run(int argc, char **argv)
         uint32_t n = 0;
         snprintf(group, sizeof group, "%.*s", (int)(eq - devices[i]),
                  devices[i]);
-        parse_u32(eq + 1, 1, 1000000, &n);
+        cli_parse_u32(eq + 1, 1, 1000000, &n);
         if (fl_graph_set_devices(g, group, n) != FL_OK) {
             cli_errf("--devices: no device group '%s' in %s", group, file);
             rc = CLI_EXIT_USAGE;

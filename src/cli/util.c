@@ -7,6 +7,7 @@
 #endif
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "flow.h"
 
 void cli_errf(const char *fmt, ...)
 {
@@ -127,4 +129,63 @@ uint64_t cli_now_ns(void)
     if (timespec_get(&ts, TIME_UTC) == TIME_UTC)
         return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     return 0;
+}
+
+int cli_parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+    char *end;
+    unsigned long v;
+    if (!s || !*s || *s == '-')
+        return -1;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno || *end || v < lo || v > hi)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int cli_parse_pos_double(const char *s, double *out)
+{
+    char *end;
+    double v;
+    if (!s || !*s)
+        return -1;
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || *end || !(v > 0) || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_run_option(const char *a, const char *v, struct fl_run_opts *o,
+                   double *duration, const char **watch_dir,
+                   const char **stats_json)
+{
+    if (cli_streq(a, "--duration")) {
+        if (cli_parse_pos_double(v, duration) != 0) {
+            cli_errf("--duration: expected seconds > 0, got '%s'", v);
+            return -1;
+        }
+    } else if (cli_streq(a, "--workers")) {
+        if (cli_parse_u32(v, 1, 256, &o->workers) != 0) {
+            cli_errf("--workers: expected 1..256, got '%s'", v);
+            return -1;
+        }
+    } else if (cli_streq(a, "--time-scale")) {
+        if (cli_parse_pos_double(v, &o->time_scale) != 0) {
+            cli_errf("--time-scale: expected a number > 0, got '%s'", v);
+            return -1;
+        }
+    } else if (cli_streq(a, "--dead-letter")) {
+        o->dead_letter = v;
+    } else if (cli_streq(a, "--watch")) {
+        *watch_dir = v;
+    } else if (cli_streq(a, "--stats-json")) {
+        *stats_json = v;
+    } else {
+        return 0;
+    }
+    return 1;
 }
