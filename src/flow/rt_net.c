@@ -890,7 +890,10 @@ static void take_inbox(fl__net *n, peer *p)
     while (p->rxh) {
         nt_frame f = {NT_DATA, p->rxh->len, p->rxh->data};
         nt_msg m;
-        size_t off = p->rxoff;
+        /* The whole frame was checked on the loop thread (on_frame):
+         * start at its first message (offset 4, after the count) rather
+         * than at 0, which would check every message again. */
+        size_t off = p->rxoff ? p->rxoff : 4;
         nt_status st = nt_data_next(&f, &off, &m, err, sizeof err);
         if (st != NT_OK) { /* end (or checked before: cannot fail) */
             rxbuf *b = p->rxh;
