@@ -949,9 +949,13 @@ def deploy_section(args, build):
                  d["deploy.fw_total_s"], d["deploy.fw_build_s"],
                  d["deploy.fw_install_ms"], d["deploy.fw_stop_s"],
                  d["deploy.fw_restart_s"] * 1e3))
-        print("%-46s %9.1f ms  node: request to first message %.1f ms"
+        print("%-46s %9.1f ms  node: request to first message %.1f ms; "
+              "%d of %d resumed the operator's TLS session%s"
               % ("(b) isoflow deploy --wait first", d["deploy.cmd_ms"],
-                 d["deploy.node_ms"]))
+                 d["deploy.node_ms"], d.get("deploy.resumed_runs", 0), reps,
+                 "" if "deploy.cmd_full_handshake_ms" not in d else
+                 " (full handshake: %.1f ms)"
+                 % d["deploy.cmd_full_handshake_ms"]))
         print("artefacts: module %s B, binary (isoflow-fw) %s B (%.1fx)"
               % (fmt_rate(d["deploy.module_bytes"]),
                  fmt_rate(d["deploy.binary_bytes"]),

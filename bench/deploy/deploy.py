@@ -384,8 +384,11 @@ class Bench:
 
     def deploy(self, module, n, target):
         """`isoflow deploy ... --wait first` of module (version n); returns
-        (command seconds, node-reported ms)."""
+        (command seconds, node-reported ms, whether the operator's TLS
+        session was resumed: the entry node, the edge, logs it)."""
         self.dp.sink.skip_to_end()
+        elog = os.path.join(self.dp.base, "log-edge")
+        off = os.path.getsize(elog) if os.path.exists(elog) else 0
         cmd = self.iso + ["deploy", "--flow", self.dp.flow, "--node", target,
                           "--stage", STAGE, "--certs", self.certs, "--as",
                           "operator", "--wait", "first", module]
@@ -404,7 +407,10 @@ class Bench:
         # The sink must see the new version too (and nothing lost on the
         # way is checked by the node tests, not here).
         self.dp.sink.wait_tag("v%d" % n, 30)
-        return dt, first[1]
+        with open(elog, "rb") as f:
+            f.seek(off)
+            resumed = b"connected (TLS session resumed)" in f.read()
+        return dt, first[1], resumed
 
 
 def med(xs):
@@ -460,14 +466,16 @@ def deploy_main(iso, build, reps, smoke, log, parts=("a", "b"),
                     mod_build.append(bt)
                     b.dp.start("v%d" % vdp, 60, settle)
                     try:
-                        dt, node_ms = b.deploy(mod, vdp + 1, target)
+                        dt, node_ms, resumed = b.deploy(mod, vdp + 1, target)
                     finally:
                         b.dp.stop()
                     vdp += 1
-                    dp_runs.append((dt, node_ms))
+                    dp_runs.append((dt, node_ms, resumed))
                     log("  (b) isoflow deploy v%d: %.1f ms (node: request "
-                        "to first message %.1f ms)" % (vdp, dt * 1e3,
-                                                       node_ms))
+                        "to first message %.1f ms; %s)"
+                        % (vdp, dt * 1e3, node_ms,
+                           "TLS session resumed" if resumed
+                           else "full TLS handshake"))
         if fw_runs:
             for k in ("total_s", "build_s", "stop_s", "restart_s"):
                 data["deploy.fw_%s" % k] = round(
@@ -475,11 +483,19 @@ def deploy_main(iso, build, reps, smoke, log, parts=("a", "b"),
             data["deploy.fw_install_ms"] = round(
                 med([r["install_s"] for r in fw_runs]) * 1e3, 2)
         if dp_runs:
-            data["deploy.cmd_ms"] = round(med([d for d, _ in dp_runs]) * 1e3,
-                                          2)
+            data["deploy.cmd_ms"] = round(
+                med([d for d, _, _ in dp_runs]) * 1e3, 2)
             data["deploy.cmd_max_ms"] = round(
-                max(d for d, _ in dp_runs) * 1e3, 2)
-            data["deploy.node_ms"] = round(med([m for _, m in dp_runs]), 2)
+                max(d for d, _, _ in dp_runs) * 1e3, 2)
+            data["deploy.node_ms"] = round(med([m for _, m, _ in dp_runs]),
+                                           2)
+            # The run's first deploy has no cached TLS session (a fresh
+            # certs directory): its full handshake is reported apart.
+            data["deploy.resumed_runs"] = sum(1 for r in dp_runs if r[2])
+            full = [d for d, _, r in dp_runs if not r]
+            if full:
+                data["deploy.cmd_full_handshake_ms"] = round(
+                    med(full) * 1e3, 2)
             data["deploy.module_build_s"] = round(med(mod_build), 3)
         if fw_runs and dp_runs:
             data["deploy.ratio_pct"] = round(

@@ -852,6 +852,10 @@ static nt_tls *open_identity(const dpc_args *a)
                  "%s): %s", crt, a->certs, a->as, err);
         return NULL;
     }
+    /* Sessions resumed from one command to the next (a full handshake
+     * otherwise); a certs directory we cannot write to just goes without. */
+    snprintf(ca, sizeof ca, "%s/sessions", a->certs);
+    (void)nt_tls_session_cache(tls, ca, err, sizeof err);
     return tls;
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "net.h"
 
 static int cmd_help(int argc, char **argv);
 static void cmd_help_help(FILE *out);
@@ -113,6 +114,7 @@ int main(int argc, char **argv)
     const cli_command *c;
     int rc;
 
+    nt_tls_process_init();
 #ifdef ISOFLOW_FIRMWARE
     if (cli_firmware_init() != 0)
         return CLI_EXIT_FAIL;

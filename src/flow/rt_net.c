@@ -1505,6 +1505,12 @@ fl_status fl__net_new(fl_runtime *rt, const fl_graph *g, const fl_run_opts *o,
             snprintf(err, errlen, "TLS for node %s: %s", n->name, e2);
             goto fail;
         }
+        /* operators (isoflow deploy, versions) resume their sessions */
+        snprintf(path, sizeof path, "%s/operator-tickets.key", n->dir);
+        if (n->listen &&
+            nt_tls_operator_tickets(n->tls, path, e2, sizeof e2) != NT_OK)
+            fprintf(stderr, "isoflow: node %s: operator sessions will not "
+                    "be resumed: %s\n", n->name, e2);
     }
     if (conn >= 0) {
         pthread_mutex_lock(&n->mu);

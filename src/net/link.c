@@ -998,7 +998,8 @@ static int conn_start_io(nt_conn *c)
             return -1;
         }
         SSL_set_bio(c->ssl, rb, wb);
-        if (nt__tls_apply(c->tls, c->ssl) != 0) {
+        if (nt__tls_apply(c->tls, c->ssl,
+                          c->outgoing ? c->target : NULL) != 0) {
             conn_drop(c, "cannot install the TLS identity", 0);
             return -1;
         }
@@ -1864,4 +1865,10 @@ const char *nt_conn_peer(const nt_conn *c)
     if (c == NULL)
         return "?";
     return c->peer[0] ? c->peer : c->addr;
+}
+
+int nt_conn_resumed(const nt_conn *c)
+{
+    /* ssl is set before the connection opens and only freed with it */
+    return c != NULL && c->ssl != NULL && SSL_session_reused(c->ssl) == 1;
 }

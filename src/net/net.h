@@ -333,6 +333,22 @@ NT_API nt_status nt_tls_new_identity(nt_tls *base, const char *cert_pem,
                                      nt_tls **out /* OUT */, char *err,
                                      size_t errlen);
 NT_API void nt_tls_free(nt_tls *t);
+/* Once, at the start of a process, before any other OpenSSL use: OpenSSL
+ * without its exit-time cleanup (a process frees nothing at exit). */
+NT_API void nt_tls_process_init(void);
+/* Node side: operator connections get a TLS 1.3 session ticket (lifetime
+ * 1 h), so that an operator's next command resumes (no certificates, no
+ * signatures).  The ticket key is key_file (80 random bytes, mode 0600):
+ * created when missing, replaced when older than a day; a node restarted
+ * within that time still accepts its tickets.  Device links get none. */
+NT_API nt_status nt_tls_operator_tickets(nt_tls *t, const char *key_file,
+                                         char *err, size_t errlen);
+/* Client side: outgoing connections offer the session cached for their
+ * address in dir (created 0700; one file per identity and address, mode
+ * 0600) and cache the tickets they receive.  A missing, expired or refused
+ * session means a full handshake, never an error. */
+NT_API nt_status nt_tls_session_cache(nt_tls *t, const char *dir, char *err,
+                                      size_t errlen);
 
 typedef struct nt_loop nt_loop;   /* an event loop on its own thread */
 typedef struct nt_conn nt_conn;   /* one authenticated connection */
@@ -402,6 +418,9 @@ NT_API nt_status nt_conn_send(nt_conn *c, const uint8_t *data, size_t len);
 /* Closes (and stops reconnecting); thread-safe. */
 NT_API void nt_conn_close(nt_conn *c);
 NT_API const char *nt_conn_peer(const nt_conn *c);
+/* 1 when the connection resumed an earlier TLS session (on_open and
+ * later; see nt_tls_session_cache), else 0. */
+NT_API int nt_conn_resumed(const nt_conn *c);
 
 #ifdef __cplusplus
 }

@@ -40,7 +40,8 @@ SSL_CTX *nt__tls_ctx(nt_tls *t);
 /* Installs an identity's own certificate and key (nt_tls_new_identity) on
  * an SSL object made from nt__tls_ctx(t); nothing for other contexts.
  * Returns 0 or -1. */
-int nt__tls_apply(const nt_tls *t, SSL *ssl);
+int nt__tls_apply(const nt_tls *t, SSL *ssl,
+                  const char *target /* outgoing: address; else NULL */);
 
 /* The name (CN) and role of the context's own certificate, e.g. for HELLO.
  * name gets at most cap-1 characters (cap >= NT_MAX_NAME + 1 suffices). */

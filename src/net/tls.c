@@ -6,13 +6,20 @@
  * driven by link.c over memory BIOs.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -26,7 +33,36 @@ struct nt_tls {
     X509 *cert;                   /* identities only: presented instead of
                                      the context's certificate (owned) */
     EVP_PKEY *key;                /* identities only: its key (owned) */
+    char *sess_dir;               /* client session cache (owned) or NULL */
 };
+
+/* Operator sessions: a node gives operator connections a TLS 1.3 ticket,
+ * which the operator's command caches and offers next time, so that a
+ * repeated `isoflow deploy` resumes instead of doing a full handshake
+ * (certificate parsing, chain checks and four signature operations: about
+ * 2 ms of OpenSSL 3 on both sides).  Only operators get tickets: device
+ * links are long-lived and gain nothing. */
+#define TLS_TICKET_KEY_LEN 80              /* name 16, HMAC 32, AES 32 */
+#define TLS_TICKET_KEY_MAX_AGE (24 * 3600) /* a new key after a day */
+#define TLS_SESSION_LIFETIME 3600          /* a ticket is good for 1 h */
+#define TLS_SID_CTX "isoflow-operator"
+
+static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
+static int ex_ctx_tickets = -1; /* SSL_CTX: operators get tickets */
+static int ex_ssl_sess = -1;    /* SSL: path of the client's session file */
+
+static void ex_free_str(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+                        long argl, void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    free(ptr);
+}
+
+static void ex_init(void)
+{
+    ex_ctx_tickets = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    ex_ssl_sess = SSL_get_ex_new_index(0, NULL, NULL, NULL, ex_free_str);
+}
 
 /* The reason of this thread's most recent OpenSSL error; clears the queue. */
 const char *nt__ossl_reason(void)
@@ -530,6 +566,7 @@ void nt_tls_free(nt_tls *t)
     SSL_CTX_free(t->ctx);
     X509_free(t->cert);
     EVP_PKEY_free(t->key);
+    free(t->sess_dir);
     free(t);
 }
 
@@ -538,18 +575,216 @@ SSL_CTX *nt__tls_ctx(nt_tls *t)
     return t->ctx;
 }
 
+/* ---- Operator sessions (see TLS_TICKET_KEY_LEN). ----------------------- */
+
+void nt_tls_process_init(void)
+{
+    /* A process frees nothing at exit: OpenSSL's exit-time cleanup costs a
+     * short command (deploy, versions) ~0.3 ms and buys nothing. */
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
+}
+
+/* Reads exactly len bytes of path into buf: 0, or -1. */
+static int read_exact(const char *path, uint8_t *buf, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    size_t got = 0;
+    if (fd < 0)
+        return -1;
+    while (got < len) {
+        ssize_t r = read(fd, buf + got, len - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    return got == len ? 0 : -1;
+}
+
+/* Writes data to path atomically (temporary file, rename), mode 0600:
+ * 0, or -1 with errno. */
+static int write_private(const char *path, const void *data, size_t len)
+{
+    char tmp[4200];
+    int fd, e;
+    if (snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >=
+        (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    if (write(fd, data, len) != (ssize_t)len || fsync(fd) != 0) {
+        e = errno ? errno : EIO;
+        close(fd);
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    if (close(fd) != 0 || rename(tmp, path) != 0) {
+        e = errno;
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+nt_status nt_tls_operator_tickets(nt_tls *t, const char *key_file, char *err,
+                                  size_t errlen)
+{
+    uint8_t key[TLS_TICKET_KEY_LEN];
+    struct stat st;
+    int fresh = stat(key_file, &st) == 0 && S_ISREG(st.st_mode) &&
+                (st.st_mode & 077) == 0 &&
+                time(NULL) - st.st_mtime < TLS_TICKET_KEY_MAX_AGE &&
+                st.st_mtime <= time(NULL) + 60;
+    if (!fresh || read_exact(key_file, key, sizeof key) != 0) {
+        if (RAND_bytes(key, sizeof key) != 1) {
+            nt__errf(err, errlen, "cannot make a session ticket key: %s",
+                     nt__ossl_reason());
+            return NT_ETLS;
+        }
+        if (write_private(key_file, key, sizeof key) != 0) {
+            nt__errf(err, errlen, "cannot write the session ticket key '%s': "
+                     "%s", key_file, strerror(errno));
+            OPENSSL_cleanse(key, sizeof key);
+            return NT_EIO;
+        }
+    }
+    pthread_once(&ex_once, ex_init);
+    if (ex_ctx_tickets < 0 ||
+        SSL_CTX_set_tlsext_ticket_keys(t->ctx, key, sizeof key) != 1 ||
+        SSL_CTX_set_session_id_context(t->ctx,
+                                       (const unsigned char *)TLS_SID_CTX,
+                                       sizeof TLS_SID_CTX - 1) != 1 ||
+        SSL_CTX_set_ex_data(t->ctx, ex_ctx_tickets, t) != 1) {
+        OPENSSL_cleanse(key, sizeof key);
+        nt__errf(err, errlen, "cannot set up session tickets: %s",
+                 nt__ossl_reason());
+        return NT_ETLS;
+    }
+    OPENSSL_cleanse(key, sizeof key);
+    SSL_CTX_set_timeout(t->ctx, TLS_SESSION_LIFETIME);
+    return NT_OK;
+}
+
+/* After an operator's handshake on a node with tickets: one ticket goes
+ * out with the next record (a fresh one each time: the cached session is
+ * renewed on every use). */
+static void ticket_for_operator(SSL *ssl)
+{
+    if (ex_ctx_tickets < 0 ||
+        SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ex_ctx_tickets) == NULL)
+        return;
+    if (SSL_new_session_ticket(ssl) != 1)
+        ERR_clear_error();
+}
+
+/* The cache file of target's session: DIR/NAME@ADDR.session, with the
+ * address's ':' and '/' replaced.  0, or -1 (too long). */
+static int session_path(const nt_tls *t, const char *target, char *out,
+                        size_t cap)
+{
+    char addr[300];
+    size_t i;
+    if (strlen(target) >= sizeof addr)
+        return -1;
+    for (i = 0; target[i]; i++)
+        addr[i] = (target[i] == '/' || target[i] == ':' || target[i] == '\\')
+                      ? '_' : target[i];
+    addr[i] = '\0';
+    return snprintf(out, cap, "%s/%s@%s.session", t->sess_dir, t->name,
+                    addr) >= (int)cap ? -1 : 0;
+}
+
+/* New session from a node (client side): replaces the cache file.  Errors
+ * are not fatal: the next command does a full handshake. */
+static int session_new(SSL *ssl, SSL_SESSION *sess)
+{
+    const char *path = ex_ssl_sess >= 0 ? SSL_get_ex_data(ssl, ex_ssl_sess)
+                                        : NULL;
+    BIO *b;
+    char *pem = NULL;
+    long n;
+    if (path == NULL || !SSL_SESSION_is_resumable(sess))
+        return 0;
+    b = BIO_new(BIO_s_mem());
+    if (b != NULL && PEM_write_bio_SSL_SESSION(b, sess) == 1 &&
+        (n = BIO_get_mem_data(b, &pem)) > 0)
+        (void)write_private(path, pem, (size_t)n);
+    BIO_free(b);
+    ERR_clear_error();
+    return 0; /* the session is not kept by OpenSSL's cache */
+}
+
+/* Client side: offers target's cached session, if there is a usable one,
+ * and asks for the node's new ticket to be cached. */
+static void offer_session(const nt_tls *t, SSL *ssl, const char *target)
+{
+    char path[4096];
+    char *dup;
+    SSL_SESSION *sess = NULL;
+    BIO *b;
+    if (ex_ssl_sess < 0 || session_path(t, target, path, sizeof path) != 0)
+        return;
+    b = BIO_new_file(path, "r");
+    if (b != NULL)
+        sess = PEM_read_bio_SSL_SESSION(b, NULL, NULL, NULL);
+    BIO_free(b);
+    if (sess != NULL && SSL_SESSION_is_resumable(sess) &&
+        (long)time(NULL) <
+            (long)SSL_SESSION_get_time(sess) + SSL_SESSION_get_timeout(sess))
+        SSL_set_session(ssl, sess);
+    SSL_SESSION_free(sess);
+    ERR_clear_error();
+    dup = strdup(path);
+    if (dup != NULL && SSL_set_ex_data(ssl, ex_ssl_sess, dup) != 1)
+        free(dup);
+}
+
+nt_status nt_tls_session_cache(nt_tls *t, const char *dir, char *err,
+                               size_t errlen)
+{
+    struct stat st;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        nt__errf(err, errlen, "cannot create the session cache '%s': %s", dir,
+                 strerror(errno));
+        return NT_EIO;
+    }
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
+        access(dir, W_OK) != 0) {
+        nt__errf(err, errlen, "session cache '%s' is not a writable "
+                 "directory", dir);
+        return NT_EIO;
+    }
+    pthread_once(&ex_once, ex_init);
+    free(t->sess_dir);
+    t->sess_dir = strdup(dir);
+    if (t->sess_dir == NULL) {
+        nt__errf(err, errlen, "out of memory");
+        return NT_ENOMEM;
+    }
+    SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_CLIENT |
+                                               SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(t->ctx, session_new);
+    return NT_OK;
+}
+
 /* Installs an identity's certificate and key on a new SSL object of its
  * context (nothing to do for a context made by nt_tls_new*).  Returns 0,
  * or -1 (OpenSSL error queue cleared). */
-int nt__tls_apply(const nt_tls *t, SSL *ssl)
+int nt__tls_apply(const nt_tls *t, SSL *ssl, const char *target)
 {
-    if (t->cert == NULL)
-        return 0;
-    if (SSL_use_certificate(ssl, t->cert) != 1 ||
-        SSL_use_PrivateKey(ssl, t->key) != 1) {
+    if (t->cert != NULL &&
+        (SSL_use_certificate(ssl, t->cert) != 1 ||
+         SSL_use_PrivateKey(ssl, t->key) != 1)) {
         ERR_clear_error();
         return -1;
     }
+    if (t->sess_dir != NULL && target != NULL)
+        offer_session(t, ssl, target);
     return 0;
 }
 
@@ -581,7 +816,12 @@ nt_status nt__tls_peer_identity(SSL *ssl, char *name, size_t cap, int *role,
                X509_verify_cert_error_string(v));
         return NT_EAUTH;
     }
-    return cert_identity(peer, name, cap, role, err, errlen);
+    nt_status st = cert_identity(peer, name, cap, role, err, errlen);
+    if (st != NT_OK)
+        return st;
+    if (SSL_is_server(ssl) && *role == NT_ROLE_OPERATOR)
+        ticket_for_operator(ssl);
+    return NT_OK;
 }
 
 /* 1 when a received TLS alert (SSL_AD_*) is about our certificate. */

@@ -339,7 +339,8 @@ static int group_setup(void **state)
     } main_certs[] = {{"edge-1", NT_ROLE_EDGE},
                       {"dev-1", NT_ROLE_DEVICE},
                       {"dev-2", NT_ROLE_DEVICE},
-                      {"cloud-1", NT_ROLE_CLOUD}};
+                      {"cloud-1", NT_ROLE_CLOUD},
+                      {"op-1", NT_ROLE_OPERATOR}};
     (void)state;
     signal(SIGPIPE, SIG_IGN);
     snprintf(g_dir, sizeof g_dir, "/tmp/isoflow-link-XXXXXX");
@@ -577,6 +578,137 @@ static void test_tls_exchange(void **state)
     nt_tls_free(dev);
     side_fini(&srv);
     side_fini(&cli);
+}
+
+/* Waits up to ms for path to exist; 1 when it does. */
+static int wait_file(const char *path, unsigned ms)
+{
+    uint64_t end = now_ms() + ms;
+    struct stat st;
+    while (now_ms() < end) {
+        if (stat(path, &st) == 0)
+            return 1;
+        sleep_ms(5);
+    }
+    return 0;
+}
+
+/* One operator connection to port: opens, gets a frame from the server
+ * (which carries the ticket), closes.  Returns whether both ends saw a
+ * resumed session (asserting they agree). */
+static int operator_round(nt_tls *op, int port, side *srv)
+{
+    nt_loop *cl = loop_new();
+    side cli;
+    uint64_t opens = get(srv, &srv->opens), msgs;
+    int resumed;
+    side_init(&cli);
+    nt_conn *c = connect_to(cl, op, port, NT_ROLE_EDGE, &cli);
+    assert_true(wait_ge(&cli, &cli.opens, 1, 5000));
+    assert_true(wait_ge(srv, &srv->opens, opens + 1, 5000));
+    pthread_mutex_lock(&srv->mu);
+    nt_conn *sc = srv->conn;
+    assert_string_equal(srv->peer, "op-1");
+    assert_int_equal(srv->role, NT_ROLE_OPERATOR);
+    pthread_mutex_unlock(&srv->mu);
+    resumed = nt_conn_resumed(c);
+    assert_int_equal(nt_conn_resumed(sc), resumed);
+    msgs = get(&cli, &cli.msgs);
+    send_msgs(sc, 1, 1);
+    assert_true(wait_ge(&cli, &cli.msgs, msgs + BATCH, 5000));
+    sleep_ms(20); /* the ticket came before the frame: cached by now */
+    nt_conn_close(c);
+    nt_loop_free(cl);
+    side_fini(&cli);
+    return resumed;
+}
+
+/* Operator sessions (nt_tls_operator_tickets / nt_tls_session_cache): the
+ * first connection is a full handshake and caches a ticket (mode 0600);
+ * the next resumes with the operator's identity intact, also after the
+ * node "restarts" with the same ticket key file; a damaged cache file
+ * means a full handshake; a device gets no ticket. */
+static void test_operator_sessions(void **state)
+{
+    nt_loop *l = loop_new();
+    nt_tls *edge = tls_of("main/ca.crt", "edge-1");
+    nt_tls *op = tls_of("main/ca.crt", "op-1");
+    nt_tls *dev = tls_of("main/ca.crt", "dev-1");
+    char err[300], sess[700], addr[64];
+    struct stat st;
+    side srv;
+    (void)state;
+
+    side_init(&srv);
+    assert_int_equal(nt_tls_operator_tickets(edge, P("tickets.key"), err,
+                                             sizeof err), NT_OK);
+    assert_int_equal(stat(P("tickets.key"), &st), 0);
+    assert_int_equal(st.st_size, 80);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(nt_tls_session_cache(op, P("sess"), err, sizeof err),
+                     NT_OK);
+    assert_int_equal(stat(P("sess"), &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    nt_listener *ls = listen_on(l, edge, (1u << NT_ROLE_OPERATOR) |
+                                             (1u << NT_ROLE_DEVICE), &srv);
+    int port = nt_listener_port(ls);
+    snprintf(sess, sizeof sess, "%s/sess/op-1@127.0.0.1_%d.session", g_dir,
+             port);
+
+    assert_int_equal(operator_round(op, port, &srv), 0);
+    assert_true(wait_file(sess, 5000));
+    assert_int_equal(stat(sess, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(operator_round(op, port, &srv), 1);
+    assert_int_equal(operator_round(op, port, &srv), 1);
+
+    /* The node restarts: a new context, the same key file, the same port. */
+    nt_loop_free(l);
+    nt_tls_free(edge);
+    l = loop_new();
+    edge = tls_of("main/ca.crt", "edge-1");
+    assert_int_equal(nt_tls_operator_tickets(edge, P("tickets.key"), err,
+                                             sizeof err), NT_OK);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    assert_int_equal(nt_listen(l, edge, addr, (1u << NT_ROLE_OPERATOR) |
+                                                  (1u << NT_ROLE_DEVICE),
+                               &g_cb, &srv, &ls, err, sizeof err),
+                     NT_OK);
+    assert_int_equal(operator_round(op, port, &srv), 1);
+
+    /* A damaged cache file: a full handshake, then a good file again. */
+    FILE *f = fopen(sess, "w");
+    assert_non_null(f);
+    fputs("-----BEGIN SSL SESSION PARAMETERS-----\nAAAA\n", f);
+    fclose(f);
+    assert_int_equal(operator_round(op, port, &srv), 0);
+    assert_int_equal(operator_round(op, port, &srv), 1);
+
+    /* A device with a cache gets no ticket from the node. */
+    assert_int_equal(nt_tls_session_cache(dev, P("sess-dev"), err,
+                                          sizeof err), NT_OK);
+    {
+        nt_loop *cl = loop_new();
+        side cli;
+        side_init(&cli);
+        uint64_t opens = get(&srv, &srv.opens);
+        nt_conn *c = connect_to(cl, dev, port, NT_ROLE_EDGE, &cli);
+        assert_true(wait_ge(&srv, &srv.opens, opens + 1, 5000));
+        send_msgs(srv.conn, 1, 1);
+        assert_true(wait_ge(&cli, &cli.msgs, BATCH, 5000));
+        sleep_ms(50);
+        snprintf(sess, sizeof sess, "%s/sess-dev/dev-1@127.0.0.1_%d.session",
+                 g_dir, port);
+        assert_int_not_equal(stat(sess, &st), 0);
+        nt_conn_close(c);
+        nt_loop_free(cl);
+        side_fini(&cli);
+    }
+    nt_loop_free(l);
+    nt_tls_free(edge);
+    nt_tls_free(op);
+    nt_tls_free(dev);
+    side_fini(&srv);
 }
 
 /* Keeps the legitimate link busy: one batch, and checks it arrived. */
@@ -1136,6 +1268,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_api_edges),
         cmocka_unit_test(test_tls_exchange),
+        cmocka_unit_test(test_operator_sessions),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_bad_frames),
         cmocka_unit_test(test_reconnect),
