@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@
 #define CTL_DEFAULT_WATCH_MS 2000u
 #define CTL_MAX_WATCH_MS 600000u
 #define CTL_TICK_NS 500000l      /* poll period while a watch runs (0.5 ms) */
+#define CTL_FIRST_TICK_NS 100000l /* ... until its first message (0.1 ms) */
 #define CTL_IDLE_NS 100000000l   /* otherwise (100 ms) */
 #define CTL_PATH 1024
 
@@ -114,6 +116,14 @@ struct fl__ctl {
     watch *w;
     uint32_t nw, capw;
     req *defh;                /* deferred: their stage is being watched */
+    /* The active version is persisted (three fsyncs, ~1 ms) on a thread of
+     * its own while the swapped stage gets its first message; "first" and
+     * every other use of the store wait for it (persist_wait). */
+    pthread_t pth;
+    int persisting;           /* pth runs or has not been joined */
+    atomic_int persist_done;
+    char p_stage[DP_MAX_NAME + 1];
+    uint64_t p_version;
     signer *sg;
     uint32_t nsg, capsg;
 };
@@ -358,6 +368,42 @@ static void persist_active(fl__ctl *c, const char *stage, uint64_t version)
                     "the flow file's module (declared)");
 }
 
+static void *persist_main(void *arg)
+{
+    fl__ctl *c = arg;
+    persist_active(c, c->p_stage, c->p_version);
+    atomic_store(&c->persist_done, 1);
+    return NULL;
+}
+
+/* Persists `version` as the stage's active one in the background (or at
+ * once when no thread can be started). */
+static void persist_start(fl__ctl *c, const char *stage, uint64_t version)
+{
+    snprintf(c->p_stage, sizeof c->p_stage, "%s", stage);
+    c->p_version = version;
+    atomic_store(&c->persist_done, 0);
+    if (pthread_create(&c->pth, NULL, persist_main, c) == 0) {
+        c->persisting = 1;
+        return;
+    }
+    persist_active(c, stage, version);
+    atomic_store(&c->persist_done, 1);
+}
+
+static int persist_busy(fl__ctl *c)
+{
+    return c->persisting && !atomic_load(&c->persist_done);
+}
+
+static void persist_wait(fl__ctl *c)
+{
+    if (!c->persisting)
+        return;
+    pthread_join(c->pth, NULL);
+    c->persisting = 0;
+}
+
 /* ---- Watches. ---------------------------------------------------------- */
 
 static void watch_add(fl__ctl *c, req *r, cstage *cs, uint64_t version,
@@ -441,6 +487,11 @@ static void poll_watches(fl__ctl *c)
             memset(&ss, 0, sizeof ss);
         if (!w->first_sent && ss.first_call_ns &&
             ss.switch_ns == w->switch_ns) {
+            if (persist_busy(c) && ss.rollbacks <= cs->rb_seen) {
+                i++; /* "first" means durable too: next tick */
+                continue;
+            }
+            persist_wait(c);
             cJSON *o = event_obj("first", cs->d->name, 0, 1);
             double ms = ss.first_call_ns > w->r->t_rx
                             ? (double)(ss.first_call_ns - w->r->t_rx) / 1e6
@@ -454,6 +505,7 @@ static void poll_watches(fl__ctl *c)
             char reason[512];
             rollback_reason(&ss, reason, sizeof reason);
             cs->rb_seen = ss.rollbacks;
+            persist_wait(c);
             note_rollback(c, cs, w->version, w->from, reason);
             cJSON *o = event_obj("rolled-back", cs->d->name, 1, 0);
             cJSON_AddNumberToObject(o, "version", (double)w->version);
@@ -462,6 +514,7 @@ static void poll_watches(fl__ctl *c)
             reply(c, &w->r->to, o);
             done = 1;
         } else if (now >= w->deadline) {
+            persist_wait(c);
             cJSON *o = event_obj("healthy", cs->d->name, 1, 1);
             cJSON_AddNumberToObject(o, "version", (double)w->version);
             cJSON_AddNumberToObject(o, "calls", (double)ss.calls_since_swap);
@@ -493,6 +546,7 @@ static void poll_watches(fl__ctl *c)
         char reason[512];
         rollback_reason(&ss, reason, sizeof reason);
         cs->rb_seen = ss.rollbacks;
+        persist_wait(c);
         /* the runtime went back to the version before the current one */
         uint64_t back = ss.version;
         note_rollback(c, cs, cs->active, back, reason);
@@ -567,13 +621,13 @@ static uint32_t watch_ms_of(const cJSON *j)
 
 /*
  * Swaps version `version` (bytes, store number; 0: the flow file's module)
- * into the stage, after the "verified" reply was sent: "swapped" then a
+ * into the stage (code: those bytes already loaded and validated, or NULL), after the "verified" reply was sent: "swapped" then a
  * watch (which sends "first" and the final reply), or "failed-init" /
  * "rejected".  Takes r (freed here or by the watch).
  */
 static void swap_and_watch(fl__ctl *c, req *r, cstage *cs,
-                           const uint8_t *bytes, size_t len, uint64_t version,
-                           uint32_t watch_ms)
+                           const uint8_t *bytes, size_t len, fl__code *code,
+                           uint64_t version, uint32_t watch_ms)
 {
     const char *stage = cs->d->name;
     fl_swap_result res;
@@ -583,7 +637,9 @@ static void swap_and_watch(fl__ctl *c, req *r, cstage *cs,
 
     if (fl_runtime_swap_status(c->rt, stage, &ss) == FL_OK)
         cs->rb_seen = ss.rollbacks;
-    st = fl_runtime_swap(c->rt, stage, bytes, len, (uint32_t)version, &res);
+    st = code ? fl__swap_code(c->rt, stage, code, (uint32_t)version, &res)
+              : fl_runtime_swap(c->rt, stage, bytes, len, (uint32_t)version,
+                                &res);
     if (st != FL_OK) {
         if (st == FL_ARG) {
             reject(c, r, stage, version, res.reason);
@@ -604,7 +660,7 @@ static void swap_and_watch(fl__ctl *c, req *r, cstage *cs,
     }
     cs->active = version;
     cs->swapped = 1;
-    persist_active(c, stage, version);
+    persist_start(c, stage, version);
     clog_("stage %s: now runs version %llu (was %llu; %u instance%s, pause "
           "%.1f ms)", stage, (unsigned long long)version,
           (unsigned long long)from, res.instances,
@@ -683,11 +739,12 @@ static void op_deploy(fl__ctl *c, req *r, const cJSON *j, cstage *cs)
         req_free(r);
         return;
     }
-    fl__code_release(code);
+    /* code is kept: it is what gets swapped in (loaded once) */
     if (dp_store_put(c->store, r->blob, r->blob_len, &info, &version) !=
             DP_OK ||
         dp_store_version(c->store, version, &vi) != DP_OK) {
         reject(c, r, stage, 0, dp_store_errmsg(c->store));
+        fl__code_release(code);
         req_free(r);
         return;
     }
@@ -696,7 +753,9 @@ static void op_deploy(fl__ctl *c, req *r, const cJSON *j, cstage *cs)
           "%s)", stage, (unsigned long long)version,
           (unsigned long long)vi.size, vi.sha256, info.key_name);
     send_verified(c, r, stage, &vi, info.key_name);
-    swap_and_watch(c, r, cs, r->blob, r->blob_len, version, watch_ms_of(j));
+    swap_and_watch(c, r, cs, r->blob, r->blob_len, code, version,
+                   watch_ms_of(j));
+    fl__code_release(code);
 }
 
 typedef struct hist_walk {
@@ -849,7 +908,7 @@ static void op_rollback(fl__ctl *c, req *r, const cJSON *j, cstage *cs)
         return;
     }
     send_verified(c, r, stage, &vi, signer_of(c, target, vi.key_id));
-    swap_and_watch(c, r, cs, bytes, len, target, watch_ms_of(j));
+    swap_and_watch(c, r, cs, bytes, len, NULL, target, watch_ms_of(j));
     free(bytes);
 }
 
@@ -941,6 +1000,7 @@ static void forward(fl__ctl *c, req *r, const char *node)
 /* One request, on the control thread.  Frees r (or hands it on). */
 static void handle(fl__ctl *c, req *r)
 {
+    persist_wait(c); /* the store is this thread's again */
     cJSON *j = cJSON_ParseWithLength(r->json, r->json_len);
     const char *op, *node, *stage;
     cstage *cs = NULL;
@@ -1020,6 +1080,9 @@ static void *ctl_main(void *arg)
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         long add = c->nw ? CTL_TICK_NS : CTL_IDLE_NS;
+        for (uint32_t i = 0; i < c->nw; i++)
+            if (!c->w[i].first_sent) /* "first" is awaited: look sooner */
+                add = CTL_FIRST_TICK_NS;
         ts.tv_nsec += add;
         if (ts.tv_nsec >= 1000000000l) {
             ts.tv_sec++;
@@ -1031,6 +1094,7 @@ static void *ctl_main(void *arg)
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
+    persist_wait(c);
     return NULL;
 }
 
@@ -1210,7 +1274,8 @@ int fl__ctl_on_open(fl__ctl *c, nt_conn *conn, const char *peer)
         c->nops++;
     }
     pthread_mutex_unlock(&c->mu);
-    clog_("operator %s connected", peer);
+    clog_("operator %s connected%s", peer,
+          nt_conn_resumed(conn) ? " (TLS session resumed)" : "");
     return rc;
 }
 

@@ -352,6 +352,8 @@ fl_status fl__code_load(const fl__stage *d, const uint8_t *bytes, size_t len,
                         fl__code **out, char *err, size_t errlen);
 fl__code *fl__code_ref(fl__code *c);
 void fl__code_release(fl__code *c);
+/* c was loaded for a stage of d's kind (wasm or native). */
+bool fl__code_compatible(const fl__stage *d, const fl__code *c);
 uint64_t fl__code_hash(const fl__code *c);
 /* The code a host instance of d runs (new reference; NULL: not swappable). */
 fl__code *fl__code_of_inst(const fl__stage *d, fl__inst *host);
@@ -360,6 +362,11 @@ fl_status fl__code_create(const fl__stage *d, fl__code *c,
                           char *err, size_t errlen);
 fl_status fl__code_migrate(const fl__stage *d, fl__inst *in, int32_t from,
                            char *err, size_t errlen);
+/* fl_runtime_swap with code already loaded by fl__code_load for this stage
+ * (the control plane validates a module once and swaps that code in); the
+ * caller keeps its reference. */
+fl_status fl__swap_code(fl_runtime *rt, const char *stage, fl__code *code,
+                        uint32_t version, fl_swap_result *out);
 /* Before any instance of the stage exists: the stage starts on `bytes` as
  * version `version` instead of its declaration's file. */
 fl_status fl__swap_preset(fl_runtime *rt, const char *stage,

@@ -50,6 +50,11 @@ static bool kind_is(const fl__stage *d, const char *k)
     return d->kind && strcmp(d->kind, k) == 0;
 }
 
+bool fl__code_compatible(const fl__stage *d, const fl__code *c)
+{
+    return c->native ? kind_is(d, "native") : kind_is(d, "wasm");
+}
+
 fl_status fl__code_load(const fl__stage *d, const uint8_t *bytes, size_t len,
                         fl__code **out, char *err, size_t errlen)
 {
@@ -333,12 +338,44 @@ static void result_fail(fl__swst *sw, fl_swap_result *r, fl_status st,
     pthread_mutex_unlock(&sw->mu);
 }
 
+static fl_status swap_in(fl_runtime *rt, const char *stage,
+                         const uint8_t *wasm, size_t len, fl__code *code,
+                         uint32_t version, fl_swap_result *r);
+
 fl_status fl_runtime_swap(fl_runtime *rt, const char *stage,
                           const uint8_t *wasm, size_t len, uint32_t version,
                           fl_swap_result *out)
 {
     fl_swap_result local;
     fl_swap_result *r = out ? out : &local;
+    memset(r, 0, sizeof *r);
+    if (!rt || !stage || (!wasm && len)) {
+        result_fail(NULL, r, FL_ARG, version, "no runtime, stage or module");
+        return FL_ARG;
+    }
+    return swap_in(rt, stage, wasm, len, NULL, version, r);
+}
+
+fl_status fl__swap_code(fl_runtime *rt, const char *stage, fl__code *code,
+                        uint32_t version, fl_swap_result *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!rt || !stage || !code) {
+        result_fail(NULL, out, FL_ARG, version, "no runtime, stage or code");
+        return FL_ARG;
+    }
+    return swap_in(rt, stage, NULL, 0, code, version, out);
+}
+
+/*
+ * The swap behind fl_runtime_swap and fl__swap_code: the module is either
+ * bytes to load (code NULL) or code already loaded from them (a new
+ * reference is taken; the caller keeps its own).  r is zeroed.
+ */
+static fl_status swap_in(fl_runtime *rt, const char *stage,
+                         const uint8_t *wasm, size_t len, fl__code *code,
+                         uint32_t version, fl_swap_result *r)
+{
     uint32_t idx = 0, ninst = 0, gen;
     const fl__stage *d = NULL;
     bool stopped = false, watch;
@@ -351,11 +388,6 @@ fl_status fl_runtime_swap(fl_runtime *rt, const char *stage,
     uint64_t t0 = sw_mono(), tp;
     fl_status st;
 
-    memset(r, 0, sizeof *r);
-    if (!rt || !stage || (!wasm && len)) {
-        result_fail(NULL, r, FL_ARG, version, "no runtime, stage or module");
-        return FL_ARG;
-    }
     if (!fl__rt_stage_info(rt, stage, &idx, &d, &ninst, &stopped, &sw) ||
         !sw) {
         result_fail(NULL, r, FL_ARG, version, "no stage named '%s'", stage);
@@ -378,7 +410,17 @@ fl_status fl_runtime_swap(fl_runtime *rt, const char *stage,
         goto out;
     }
     why[0] = '\0';
-    st = fl__code_load(d, wasm, len, &m, why, sizeof why);
+    if (code) {
+        if (!fl__code_compatible(d, code)) {
+            result_fail(sw, r, FL_ARG, version,
+                        "the code given is not a %s stage's", d->kind);
+            goto out;
+        }
+        m = fl__code_ref(code);
+        st = FL_OK;
+    } else {
+        st = fl__code_load(d, wasm, len, &m, why, sizeof why);
+    }
     if (st != FL_OK) {
         result_fail(sw, r, st == FL_NOMEM ? FL_NOMEM : st == FL_ARG ? FL_ARG
                                                                     : FL_CHECK,
