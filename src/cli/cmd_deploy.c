@@ -847,7 +847,8 @@ static nt_tls *open_identity(const dpc_args *a)
     snprintf(ca, sizeof ca, "%s/ca.crt", a->certs);
     snprintf(crt, sizeof crt, "%s/%s.crt", a->certs, a->as);
     snprintf(key, sizeof key, "%s/%s.key", a->certs, a->as);
-    if (nt_tls_new(ca, crt, key, &tls, err, sizeof err) != NT_OK) {
+    /* Parsed only if a full handshake needs them (not when resuming). */
+    if (nt_tls_new_lazy(ca, crt, key, &tls, err, sizeof err) != NT_OK) {
         cli_errf("cannot use the operator certificate %s (--certs %s --as "
                  "%s): %s", crt, a->certs, a->as, err);
         return NULL;

@@ -332,6 +332,16 @@ NT_API nt_status nt_tls_new_identity(nt_tls *base, const char *cert_pem,
                                      const char *key_pem,
                                      nt_tls **out /* OUT */, char *err,
                                      size_t errlen);
+/* nt_tls_new for a short-lived command that only connects out (isoflow
+ * deploy): the three files must be readable now, but they are parsed and
+ * checked (the same checks, the same messages) only when a handshake needs
+ * them; a resumed session (nt_tls_session_cache) needs none, which saves
+ * about 1 ms of OpenSSL.  A file found bad then fails that connection
+ * with the reason.  Caller frees with nt_tls_free. */
+NT_API nt_status nt_tls_new_lazy(const char *ca_file, const char *cert_file,
+                                 const char *key_file,
+                                 nt_tls **out /* OUT */, char *err,
+                                 size_t errlen);
 NT_API void nt_tls_free(nt_tls *t);
 /* Once, at the start of a process, before any other OpenSSL use: OpenSSL
  * without its exit-time cleanup (a process frees nothing at exit). */

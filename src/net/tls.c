@@ -18,6 +18,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
@@ -34,6 +35,14 @@ struct nt_tls {
                                      the context's certificate (owned) */
     EVP_PKEY *key;                /* identities only: its key (owned) */
     char *sess_dir;               /* client session cache (owned) or NULL */
+    char label[NT_MAX_NAME + 1];  /* names the cache files: name, or for a
+                                     lazy context a hash of its certificate */
+    /* nt_tls_new_lazy: the files, parsed and checked by lazy_load on the
+     * first full handshake (state 0 not yet, 1 done, -1 failed: err). */
+    char *lz_ca, *lz_crt, *lz_key;
+    pthread_mutex_t lz_mu;
+    int lz_used, lz_state;
+    char lz_err[512];
 };
 
 /* Operator sessions: a node gives operator connections a TLS 1.3 ticket,
@@ -49,6 +58,7 @@ struct nt_tls {
 
 static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
 static int ex_ctx_tickets = -1; /* SSL_CTX: operators get tickets */
+static int ex_ctx_lazy = -1;    /* SSL_CTX: its lazy nt_tls */
 static int ex_ssl_sess = -1;    /* SSL: path of the client's session file */
 
 static void ex_free_str(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
@@ -61,6 +71,7 @@ static void ex_free_str(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
 static void ex_init(void)
 {
     ex_ctx_tickets = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    ex_ctx_lazy = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     ex_ssl_sess = SSL_get_ex_new_index(0, NULL, NULL, NULL, ex_free_str);
 }
 
@@ -567,6 +578,12 @@ void nt_tls_free(nt_tls *t)
     X509_free(t->cert);
     EVP_PKEY_free(t->key);
     free(t->sess_dir);
+    if (t->lz_used) {
+        pthread_mutex_destroy(&t->lz_mu);
+        free(t->lz_ca);
+        free(t->lz_crt);
+        free(t->lz_key);
+    }
     free(t);
 }
 
@@ -695,8 +712,9 @@ static int session_path(const nt_tls *t, const char *target, char *out,
         addr[i] = (target[i] == '/' || target[i] == ':' || target[i] == '\\')
                       ? '_' : target[i];
     addr[i] = '\0';
-    return snprintf(out, cap, "%s/%s@%s.session", t->sess_dir, t->name,
-                    addr) >= (int)cap ? -1 : 0;
+    return snprintf(out, cap, "%s/%s@%s.session", t->sess_dir,
+                    t->label[0] ? t->label : t->name, addr) >= (int)cap ? -1
+                                                                       : 0;
 }
 
 /* New session from a node (client side): replaces the cache file.  Errors
@@ -770,6 +788,172 @@ nt_status nt_tls_session_cache(nt_tls *t, const char *dir, char *err,
                                                SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(t->ctx, session_new);
     return NT_OK;
+}
+
+/* ---- Lazy client contexts (nt_tls_new_lazy). ---------------------------- */
+
+/* Parses and checks the CA, certificate and key once (any thread): 1, or
+ * -1 with t->lz_err.  The certificate and key are then installed on every
+ * new SSL object by nt__tls_apply and on the handshake's by lazy_cert_cb. */
+static int lazy_load(nt_tls *t)
+{
+    char err[400];
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    pthread_mutex_lock(&t->lz_mu);
+    if (t->lz_state != 0)
+        goto out;
+    t->lz_state = -1;
+    if (load_ca_file(SSL_CTX_get_cert_store(t->ctx), t->lz_ca, err,
+                     sizeof err) < 0 ||
+        (cert = read_pem(t->lz_crt, 0, err, sizeof err)) == NULL ||
+        (key = read_pem(t->lz_key, 1, err, sizeof err)) == NULL)
+        goto fail;
+    if (X509_check_private_key(cert, key) != 1) {
+        ERR_clear_error();
+        nt__errf(err, sizeof err, "key '%s' does not match certificate '%s'",
+                 t->lz_key, t->lz_crt);
+        goto fail;
+    }
+    if (check_chain(SSL_CTX_get_cert_store(t->ctx), cert, t->lz_crt,
+                    t->lz_ca, err, sizeof err) != 0)
+        goto fail;
+    {
+        char why[160];
+        if (cert_identity(cert, t->name, sizeof t->name, &t->role, why,
+                          sizeof why) != NT_OK) {
+            nt__errf(err, sizeof err, "certificate '%s': %s", t->lz_crt, why);
+            goto fail;
+        }
+    }
+    t->cert = cert;
+    t->key = key;
+    t->lz_state = 1;
+    goto out;
+fail:
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    snprintf(t->lz_err, sizeof t->lz_err, "%s", err);
+out:
+    {
+        int st = t->lz_state;
+        pthread_mutex_unlock(&t->lz_mu);
+        return st;
+    }
+}
+
+/* The node asks for our certificate (a full handshake, not a resumed
+ * one): parsed now. */
+static int lazy_cert_cb(SSL *ssl, void *arg)
+{
+    nt_tls *t = arg;
+    if (lazy_load(t) != 1)
+        return 0;
+    if (SSL_use_certificate(ssl, t->cert) != 1 ||
+        SSL_use_PrivateKey(ssl, t->key) != 1) {
+        ERR_clear_error();
+        return 0;
+    }
+    return 1;
+}
+
+/* The node's certificate is to be checked: the CA is loaded first. */
+static int lazy_verify_cb(X509_STORE_CTX *x, void *arg)
+{
+    nt_tls *t = arg;
+    if (lazy_load(t) != 1) {
+        X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
+        return 0;
+    }
+    return X509_verify_cert(x);
+}
+
+nt_status nt_tls_new_lazy(const char *ca_file, const char *cert_file,
+                          const char *key_file, nt_tls **out, char *err,
+                          size_t errlen)
+{
+    const char *paths[3] = {ca_file, cert_file, key_file};
+    static const char *const what[3] = {"CA file", "certificate", "key"};
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    uint8_t pem[16384];
+    size_t n = 0;
+    nt_status st = NT_EARG;
+    nt_tls *t;
+
+    if (out)
+        *out = NULL;
+    if (!ca_file || !cert_file || !key_file || !out) {
+        nt__errf(err, errlen,
+                 "nt_tls_new_lazy needs a CA, a certificate and a key");
+        return NT_EARG;
+    }
+    /* The usual mistakes (a missing or unreadable file) show at once. */
+    for (int i = 0; i < 3; i++) {
+        FILE *f = fopen(paths[i], "r");
+        if (f == NULL) {
+            nt__errf(err, errlen, "cannot read %s '%s': %s", what[i],
+                     paths[i], strerror(errno));
+            return NT_EARG;
+        }
+        if (i == 1)
+            n = fread(pem, 1, sizeof pem, f);
+        fclose(f);
+    }
+    t = tls_alloc(&st, err, errlen);
+    if (t == NULL)
+        return st;
+    pthread_once(&ex_once, ex_init);
+    pthread_mutex_init(&t->lz_mu, NULL);
+    t->lz_used = 1;
+    t->lz_ca = strdup(ca_file);
+    t->lz_crt = strdup(cert_file);
+    t->lz_key = strdup(key_file);
+    if (!t->lz_ca || !t->lz_crt || !t->lz_key) {
+        nt__errf(err, errlen, "out of memory");
+        nt_tls_free(t);
+        return NT_ENOMEM;
+    }
+    /* Cache files are named after the certificate's content: another
+     * certificate in the same place never resumes this one's sessions. */
+    if (EVP_Digest(pem, n, md, &mdlen, EVP_sha256(), NULL) == 1) {
+        snprintf(t->label, sizeof t->label, "id-");
+        for (unsigned i = 0; i < 8 && i < mdlen; i++)
+            snprintf(t->label + 3 + 2 * i, sizeof t->label - 3 - 2 * i,
+                     "%02x", md[i]);
+    }
+    if (ex_ctx_lazy < 0 || SSL_CTX_set_ex_data(t->ctx, ex_ctx_lazy, t) != 1) {
+        nt__errf(err, errlen, "cannot create a TLS context: %s",
+                 nt__ossl_reason());
+        nt_tls_free(t);
+        return NT_ETLS;
+    }
+    SSL_CTX_set_cert_cb(t->ctx, lazy_cert_cb, t);
+    SSL_CTX_set_cert_verify_callback(t->ctx, lazy_verify_cb, t);
+    SSL_CTX_set_verify(t->ctx,
+                       SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       NULL);
+    SSL_CTX_set_verify_depth(t->ctx, 2);
+    SSL_CTX_set_mode(t->ctx,
+                     SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
+    *out = t;
+    return NT_OK;
+}
+
+/* The reason a lazy context could not be used, or NULL. */
+static const char *lazy_failure(SSL *ssl)
+{
+    nt_tls *t = ex_ctx_lazy >= 0
+                    ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ex_ctx_lazy)
+                    : NULL;
+    const char *why = NULL;
+    if (t == NULL)
+        return NULL;
+    pthread_mutex_lock(&t->lz_mu);
+    if (t->lz_state < 0)
+        why = t->lz_err;
+    pthread_mutex_unlock(&t->lz_mu);
+    return why;
 }
 
 /* Installs an identity's certificate and key on a new SSL object of its
@@ -864,6 +1048,11 @@ nt_status nt__tls_failure(SSL *ssl, int ret, char *err, size_t errlen)
         nt__errf(err, errlen, "connection closed by peer");
         ERR_clear_error();
         return NT_ECLOSED;
+    }
+    if ((r = lazy_failure(ssl)) != NULL) { /* our own files, parsed late */
+        nt__errf(err, errlen, "%s", r);
+        ERR_clear_error();
+        return NT_EARG;
     }
     while ((c = ERR_get_error()) != 0) {
         if (ERR_GET_LIB(c) == ERR_LIB_SSL &&

@@ -580,19 +580,6 @@ static void test_tls_exchange(void **state)
     side_fini(&cli);
 }
 
-/* Waits up to ms for path to exist; 1 when it does. */
-static int wait_file(const char *path, unsigned ms)
-{
-    uint64_t end = now_ms() + ms;
-    struct stat st;
-    while (now_ms() < end) {
-        if (stat(path, &st) == 0)
-            return 1;
-        sleep_ms(5);
-    }
-    return 0;
-}
-
 /* One operator connection to port: opens, gets a frame from the server
  * (which carries the ticket), closes.  Returns whether both ends saw a
  * resumed session (asserting they agree). */
@@ -623,6 +610,84 @@ static int operator_round(nt_tls *op, int port, side *srv)
     return resumed;
 }
 
+/* The lazy context of certificate `crt` and key `key` (file names). */
+static nt_tls *lazy_of(const char *crt, const char *key)
+{
+    char c[600], k[600], err[300];
+    nt_tls *t = NULL;
+    snprintf(c, sizeof c, "%s/%s.crt", g_dir, crt);
+    snprintf(k, sizeof k, "%s/%s.key", g_dir, key);
+    if (nt_tls_new_lazy(P("main/ca.crt"), c, k, &t, err, sizeof err) !=
+        NT_OK)
+        fail_msg("nt_tls_new_lazy %s: %s", crt, err);
+    return t;
+}
+
+/* Waits up to 5 s for the one session file of port in dir (named after the
+ * certificate: id-HASH@127.0.0.1_PORT.session); its path in out. */
+static int session_file(const char *dir, int port, char *out, size_t cap)
+{
+    char suffix[64];
+    uint64_t end = now_ms() + 5000;
+    snprintf(suffix, sizeof suffix, "@127.0.0.1_%d.session", port);
+    while (now_ms() < end) {
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) {
+            size_t n = strlen(e->d_name), m = strlen(suffix);
+            if (n > m && strcmp(e->d_name + n - m, suffix) == 0 &&
+                strncmp(e->d_name, "id-", 3) == 0) {
+                snprintf(out, cap, "%s/%s", dir, e->d_name);
+                closedir(d);
+                return 1;
+            }
+        }
+        if (d)
+            closedir(d);
+        sleep_ms(5);
+    }
+    return 0;
+}
+
+/* A lazy context (nt_tls_new_lazy): a missing file is an error at once; a
+ * key that does not match its certificate only when a handshake needs it,
+ * and then it is that connection's reason; nothing of it reaches the
+ * server as an identity. */
+static void test_lazy_identity(void **state)
+{
+    nt_loop *l = loop_new(), *cl = loop_new();
+    nt_tls *edge = tls_of("main/ca.crt", "edge-1");
+    nt_tls *bad = lazy_of("op-1", "dev-1");
+    nt_tls *t = NULL;
+    char err[300];
+    side srv, cli;
+    (void)state;
+
+    assert_int_equal(nt_tls_new_lazy(P("main/ca.crt"), P("op-1.crt"),
+                                     P("nope.key"), &t, err, sizeof err),
+                     NT_EARG);
+    assert_null(t);
+    assert_non_null(strstr(err, "cannot read key '"));
+    assert_non_null(strstr(err, "nope.key': No such file or directory"));
+    side_init(&srv);
+    side_init(&cli);
+    nt_listener *ls = listen_on(l, edge, 1u << NT_ROLE_OPERATOR, &srv);
+    connect_to(cl, bad, nt_listener_port(ls), NT_ROLE_EDGE, &cli);
+    assert_true(wait_ge(&cli, &cli.closes, 1, 5000));
+    pthread_mutex_lock(&cli.mu);
+    assert_non_null(strstr(cli.last_close, "dev-1.key' does not match "
+                                           "certificate '"));
+    pthread_mutex_unlock(&cli.mu);
+    assert_int_equal(get(&srv, &srv.opens), 0);
+    assert_int_equal(get(&cli, &cli.opens), 0);
+    nt_loop_free(cl);
+    nt_loop_free(l);
+    nt_tls_free(edge);
+    nt_tls_free(bad);
+    side_fini(&srv);
+    side_fini(&cli);
+}
+
 /* Operator sessions (nt_tls_operator_tickets / nt_tls_session_cache): the
  * first connection is a full handshake and caches a ticket (mode 0600);
  * the next resumes with the operator's identity intact, also after the
@@ -632,7 +697,7 @@ static void test_operator_sessions(void **state)
 {
     nt_loop *l = loop_new();
     nt_tls *edge = tls_of("main/ca.crt", "edge-1");
-    nt_tls *op = tls_of("main/ca.crt", "op-1");
+    nt_tls *op = lazy_of("op-1", "op-1");
     nt_tls *dev = tls_of("main/ca.crt", "dev-1");
     char err[300], sess[700], addr[64];
     struct stat st;
@@ -652,11 +717,8 @@ static void test_operator_sessions(void **state)
     nt_listener *ls = listen_on(l, edge, (1u << NT_ROLE_OPERATOR) |
                                              (1u << NT_ROLE_DEVICE), &srv);
     int port = nt_listener_port(ls);
-    snprintf(sess, sizeof sess, "%s/sess/op-1@127.0.0.1_%d.session", g_dir,
-             port);
-
     assert_int_equal(operator_round(op, port, &srv), 0);
-    assert_true(wait_file(sess, 5000));
+    assert_true(session_file(P("sess"), port, sess, sizeof sess));
     assert_int_equal(stat(sess, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     assert_int_equal(operator_round(op, port, &srv), 1);
@@ -1269,6 +1331,7 @@ int main(void)
         cmocka_unit_test(test_api_edges),
         cmocka_unit_test(test_tls_exchange),
         cmocka_unit_test(test_operator_sessions),
+        cmocka_unit_test(test_lazy_identity),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_bad_frames),
         cmocka_unit_test(test_reconnect),
