@@ -937,8 +937,12 @@ static void op_status(fl__ctl *c, req *r)
     reply(c, &r->to, o);
 }
 
-/* Forwards r to node `node` below (operator requests only). */
-static void forward(fl__ctl *c, req *r, const char *node)
+/* Sends a request (json + blob) from `to` on to the connected node below
+ * called `node`, under an id of this node's; its replies are relayed to
+ * `to`.  Any thread. */
+static void forward_to(fl__ctl *c, const target *to, const char *node,
+                       const char *json, size_t json_len, const uint8_t *blob,
+                       size_t blob_len)
 {
     fl__net *n = fl__rt_net(c->rt);
     nt_buf b;
@@ -952,7 +956,7 @@ static void forward(fl__ctl *c, req *r, const char *node)
         fwd *nf = realloc(c->fwds, nc * sizeof *nf);
         if (!nf) {
             pthread_mutex_unlock(&c->mu);
-            reply(c, &r->to, error_obj("out of memory"));
+            reply(c, to, error_obj("out of memory"));
             return;
         }
         c->fwds = nf;
@@ -964,14 +968,14 @@ static void forward(fl__ctl *c, req *r, const char *node)
     fwd *f = &c->fwds[c->nfwd++];
     memset(f, 0, sizeof *f);
     f->my_id = my_id;
-    f->to = r->to;
+    f->to = *to;
     snprintf(f->node, sizeof f->node, "%s", node);
     pthread_mutex_unlock(&c->mu);
 
     nt_buf_init(&b, 0);
     rc = -3;
-    if (n && nt_put_ctl(&b, NT_CTL, my_id, r->json, r->json_len, r->blob,
-                        r->blob_len) == NT_OK)
+    if (n && nt_put_ctl(&b, NT_CTL, my_id, json, json_len, blob,
+                        blob_len) == NT_OK)
         rc = fl__net_ctl_send_peer(n, node, b.data, b.len, &used);
     else if (!n)
         rc = -1;
@@ -989,12 +993,11 @@ static void forward(fl__ctl *c, req *r, const char *node)
     }
     pthread_mutex_unlock(&c->mu);
     if (rc == 0)
-        clog_("request %u forwarded to %s", (unsigned)r->to.id, node);
+        clog_("request %u forwarded to %s", (unsigned)to->id, node);
     else if (rc == -1)
-        reply(c, &r->to, error_obj("no node %s connects to %s", node,
-                                   c->name));
+        reply(c, to, error_obj("no node %s connects to %s", node, c->name));
     else
-        reply(c, &r->to, error_obj("node %s is not connected", node));
+        reply(c, to, error_obj("node %s is not connected", node));
 }
 
 /* One request, on the control thread.  Frees r (or hands it on). */
@@ -1024,7 +1027,8 @@ static void handle(fl__ctl *c, req *r)
             reply(c, &r->to, error_obj("no node %s connects to %s", node,
                                        c->name));
         else
-            forward(c, r, node);
+            forward_to(c, &r->to, node, r->json, r->json_len, r->blob,
+                       r->blob_len);
         goto done;
     }
     if (strcmp(op, "status") == 0) {
@@ -1413,6 +1417,18 @@ int fl__ctl_on_frame(fl__ctl *c, nt_conn *conn, const nt_frame *f)
     if (gen) {
         to.kind = TG_OPERATOR;
         to.gen = gen;
+        /* For a node below: forwarded from here (the link's thread), not
+         * copied to the control thread first.  Anything else, malformed
+         * requests included, is the control thread's. */
+        cJSON *j = cJSON_ParseWithLength(json, jlen);
+        const char *op = j ? jstr(j, "op") : NULL;
+        const char *node = j ? jstr(j, "node") : NULL;
+        if (op && node && strcmp(node, c->name) != 0) {
+            forward_to(c, &to, node, json, jlen, blob, blen);
+            cJSON_Delete(j);
+            return 1;
+        }
+        cJSON_Delete(j);
     } else {
         char name[NT_MAX_NAME + 1] = "";
         int role = 0;
