@@ -88,6 +88,9 @@ typedef struct dpc_ctx {
     uint32_t ntargets;
     uint32_t inflight;
     uint64_t t0;
+    /* the batch run_batch is running: cb_open sends its requests at once */
+    int batch_on;
+    uint32_t batch_from, batch_to, batch_watch_ms;
 } dpc_ctx;
 
 void cli_cmd_deploy_help(FILE *out)
@@ -448,14 +451,27 @@ static void on_reply(dpc_ctx *c, dpc_target *t, const char *json,
     cJSON_Delete(j);
 }
 
+static int send_request(dpc_ctx *c, dpc_target *t, uint32_t watch_ms);
+
 static int cb_open(void *user, nt_conn *conn, const char *peer, int role)
 {
     dpc_entry *e = user;
-    (void)conn, (void)peer, (void)role;
-    pthread_mutex_lock(&e->ctx->mu);
+    dpc_ctx *c = e->ctx;
+    (void)peer, (void)role;
+    pthread_mutex_lock(&c->mu);
     e->open = 1;
-    pthread_cond_broadcast(&e->ctx->cv);
-    pthread_mutex_unlock(&e->ctx->mu);
+    if (!e->conn) /* connected before nt_connect returned */
+        e->conn = conn;
+    /* The requests go out from here, not after a round trip through the
+     * command's thread (run_batch sends those this could not). */
+    for (uint32_t i = c->batch_from; c->batch_on && i < c->batch_to; i++) {
+        dpc_target *t = &c->targets[i];
+        if (&c->entries[t->entry] == e && t->outcome == O_NONE && !t->sent &&
+            c->inflight < DPC_INFLIGHT)
+            send_request(c, t, c->batch_watch_ms);
+    }
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
     return 0;
 }
 
@@ -579,6 +595,10 @@ static void run_batch(dpc_ctx *c, nt_loop *loop, nt_tls *tls, uint32_t from,
     char err[512];
     uint64_t tmo_ns = (uint64_t)(c->timeout_s * 1e9);
     pthread_mutex_lock(&c->mu);
+    c->batch_on = 1;
+    c->batch_from = from;
+    c->batch_to = to;
+    c->batch_watch_ms = watch_ms;
     for (uint32_t i = from; i < to; i++) {
         dpc_entry *e = &c->entries[c->targets[i].entry];
         if (e->conn || e->down)
@@ -593,7 +613,7 @@ static void run_batch(dpc_ctx *c, nt_loop *loop, nt_tls *tls, uint32_t from,
             e->down = 1;
             e->closed = 1;
             snprintf(e->why, sizeof e->why, "%.200s", err);
-        } else {
+        } else if (!e->conn) {
             e->conn = conn;
         }
     }
@@ -644,6 +664,7 @@ static void run_batch(dpc_ctx *c, nt_loop *loop, nt_tls *tls, uint32_t from,
         }
         pthread_cond_timedwait(&c->cv, &c->mu, &ts);
     }
+    c->batch_on = 0;
     pthread_mutex_unlock(&c->mu);
     /* Stop the reconnection of links that went down (outside the lock:
      * nt_conn_close waits for the loop thread, which takes it). */
