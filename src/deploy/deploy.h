@@ -225,6 +225,21 @@ DP_API dp_status dp_store_put(dp_store *s, const uint8_t *module, size_t len,
                               const dp_sig_info *sig /* opt */,
                               uint64_t *version /* OUT */);
 
+/* dp_store_put in two steps, so that the slow part (the module file
+ * written and synced) can run while the caller does something else (the
+ * node validates the module meanwhile): dp_store_stage writes the bytes
+ * beside the store (nothing is a version yet; any thread, while nothing
+ * else uses s), then dp_store_commit makes them the next version (the
+ * rename, the directory's sync, the versions.log line) or dp_store_abort
+ * removes them.  Both free st. */
+typedef struct dp_staged dp_staged;
+DP_API dp_status dp_store_stage(dp_store *s, const uint8_t *module,
+                                size_t len, dp_staged **out /* OUT */);
+DP_API dp_status dp_store_commit(dp_store *s, dp_staged *st,
+                                 const dp_sig_info *sig /* opt */,
+                                 uint64_t *version /* OUT */);
+DP_API void dp_store_abort(dp_store *s, dp_staged *st);
+
 /* What the store knows about a version; DP_ENOENT if it has none. */
 DP_API dp_status dp_store_version(dp_store *s, uint64_t version,
                                   dp_version_info *info /* OUT */);

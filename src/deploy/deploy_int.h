@@ -43,6 +43,12 @@ dp_status dp__read_file(const char *path, size_t max, uint8_t **data,
  */
 dp_status dp__write_atomic(const char *path, const void *data, size_t len,
                            unsigned mode, char *err, size_t errlen);
+/* dp__write_atomic in two steps: path.tmp written and synced; then the
+ * rename over path and the directory's sync (the tmp file is removed when
+ * the rename fails). */
+dp_status dp__write_tmp(const char *path, const void *data, size_t len,
+                        unsigned mode, char *err, size_t errlen);
+dp_status dp__commit_tmp(const char *path, char *err, size_t errlen);
 
 /* Test hook: when nonzero, the next dp__write_atomic stops after the
  * temporary file is written and synced and before the rename (as a crash

@@ -164,8 +164,8 @@ static int sync_parent(const char *path)
     return rc;
 }
 
-dp_status dp__write_atomic(const char *path, const void *data, size_t len,
-                           unsigned mode, char *err, size_t errlen)
+dp_status dp__write_tmp(const char *path, const void *data, size_t len,
+                        unsigned mode, char *err, size_t errlen)
 {
     char tmp[DP__PATH_CAP];
     const uint8_t *p = data;
@@ -197,20 +197,6 @@ dp_status dp__write_atomic(const char *path, const void *data, size_t len,
         fd = -1;
         goto fail;
     }
-    fd = -1;
-    if (dp__crash_before_rename > 0) {
-        /* Leave the temporary file behind, as a crash here would. */
-        dp__crash_before_rename--;
-        dp__errf(err, errlen, "simulated crash before renaming '%s'", tmp);
-        return DP_EIO;
-    }
-    if (rename(tmp, path) != 0)
-        goto fail;
-    if (sync_parent(path) != 0) {
-        dp__errf(err, errlen, "cannot sync the directory of '%s': %s", path,
-                 strerror(errno));
-        return DP_EIO;
-    }
     return DP_OK;
 fail:
     dp__errf(err, errlen, "cannot write '%s': %s", tmp,
@@ -219,4 +205,38 @@ fail:
         close(fd);
     unlink(tmp);
     return DP_EIO;
+}
+
+dp_status dp__commit_tmp(const char *path, char *err, size_t errlen)
+{
+    char tmp[DP__PATH_CAP];
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (n < 0 || (size_t)n >= sizeof tmp) {
+        dp__errf(err, errlen, "path too long: '%s'", path);
+        return DP_EARG;
+    }
+    if (dp__crash_before_rename > 0) {
+        /* Leave the temporary file behind, as a crash here would. */
+        dp__crash_before_rename--;
+        dp__errf(err, errlen, "simulated crash before renaming '%s'", tmp);
+        return DP_EIO;
+    }
+    if (rename(tmp, path) != 0) {
+        dp__errf(err, errlen, "cannot write '%s': %s", tmp, strerror(errno));
+        unlink(tmp);
+        return DP_EIO;
+    }
+    if (sync_parent(path) != 0) {
+        dp__errf(err, errlen, "cannot sync the directory of '%s': %s", path,
+                 strerror(errno));
+        return DP_EIO;
+    }
+    return DP_OK;
+}
+
+dp_status dp__write_atomic(const char *path, const void *data, size_t len,
+                           unsigned mode, char *err, size_t errlen)
+{
+    dp_status rc = dp__write_tmp(path, data, len, mode, err, errlen);
+    return rc == DP_OK ? dp__commit_tmp(path, err, errlen) : rc;
 }

@@ -311,75 +311,139 @@ static const dp_version_info *by_sha(const dp_store *s, const char *sha)
     return NULL;
 }
 
-dp_status dp_store_put(dp_store *s, const uint8_t *module, size_t len,
-                       const dp_sig_info *sig, uint64_t *version)
-{
-    char sha[DP_SHA256_HEX + 1], path[DP__PATH_CAP], line[LINE_MAX_BYTES];
-    const dp_version_info *old;
-    dp_version_info vi;
-    dp_status rc;
-    int n;
+struct dp_staged {
+    char sha[DP_SHA256_HEX + 1];
+    size_t len;
+    uint64_t dup;             /* the version already holding these bytes */
+    char path[DP__PATH_CAP];  /* the module file (written as path.tmp) */
+};
 
-    if (s == NULL || version == NULL || (module == NULL && len > 0)) {
+dp_status dp_store_stage(dp_store *s, const uint8_t *module, size_t len,
+                         dp_staged **out)
+{
+    const dp_version_info *old;
+    dp_staged *st;
+    dp_status rc;
+
+    if (s == NULL || out == NULL || (module == NULL && len > 0)) {
         if (s)
-            dp__errf(s->err, sizeof s->err, "dp_store_put: NULL argument");
+            dp__errf(s->err, sizeof s->err, "dp_store_stage: NULL argument");
         return DP_EARG;
     }
-    *version = 0;
+    *out = NULL;
     if (len > s->max_module) {
         dp__errf(s->err, sizeof s->err,
                  "module is %zu bytes, more than the limit %zu", len,
                  s->max_module);
         return DP_ETOOBIG;
     }
-    if (dp_sha256_hex(module, len, sha) != DP_OK) {
+    st = calloc(1, sizeof *st);
+    if (st == NULL) {
+        dp__errf(s->err, sizeof s->err, "out of memory");
+        return DP_ENOMEM;
+    }
+    st->len = len;
+    if (dp_sha256_hex(module, len, st->sha) != DP_OK) {
         dp__errf(s->err, sizeof s->err, "SHA-256 failed");
+        free(st);
         return DP_ECRYPTO;
     }
-    if (sig != NULL && (strcmp(sig->sha256, sha) != 0 || sig->size != len)) {
+    if ((old = by_sha(s, st->sha)) != NULL) {
+        st->dup = old->version;
+        *out = st;
+        return DP_OK;
+    }
+    if (path_of(s, st->path, sizeof st->path, "store", st->sha, ".wasm") !=
+        0) {
+        free(st);
+        return DP_EARG;
+    }
+    rc = dp__write_tmp(st->path, module, len, 0644, s->err, sizeof s->err);
+    if (rc != DP_OK) {
+        free(st);
+        return rc;
+    }
+    *out = st;
+    return DP_OK;
+}
+
+void dp_store_abort(dp_store *s, dp_staged *st)
+{
+    char tmp[DP__PATH_CAP + 8];
+    (void)s;
+    if (st == NULL)
+        return;
+    if (!st->dup && snprintf(tmp, sizeof tmp, "%s.tmp", st->path) <
+                        (int)sizeof tmp)
+        unlink(tmp);
+    free(st);
+}
+
+dp_status dp_store_commit(dp_store *s, dp_staged *st, const dp_sig_info *sig,
+                          uint64_t *version)
+{
+    char path[DP__PATH_CAP], line[LINE_MAX_BYTES];
+    dp_version_info vi;
+    dp_status rc;
+    int n;
+
+    if (s == NULL || st == NULL || version == NULL) {
+        if (s)
+            dp__errf(s->err, sizeof s->err, "dp_store_commit: NULL argument");
+        dp_store_abort(s, st);
+        return DP_EARG;
+    }
+    *version = 0;
+    if (sig != NULL &&
+        (strcmp(sig->sha256, st->sha) != 0 || sig->size != st->len)) {
         dp__errf(s->err, sizeof s->err,
                  "the signature is for another module (sha256 %s)",
                  sig->sha256);
+        dp_store_abort(s, st);
         return DP_EARG;
     }
-    if ((old = by_sha(s, sha)) != NULL) {
-        *version = old->version;
+    if (st->dup) {
+        *version = st->dup;
+        dp_store_abort(s, st);
         return DP_OK;
     }
+    rc = DP_ETOOBIG;
     if (s->n >= MAX_VERSIONS) {
         dp__errf(s->err, sizeof s->err, "the store holds %u versions already",
                  MAX_VERSIONS);
-        return DP_ETOOBIG;
+        goto fail;
     }
     if (s->n == s->cap) {
         size_t nc = s->cap ? s->cap * 2 : 16;
         dp_version_info *nv = realloc(s->v, nc * sizeof *nv);
+        rc = DP_ENOMEM;
         if (nv == NULL) {
             dp__errf(s->err, sizeof s->err, "out of memory");
-            return DP_ENOMEM;
+            goto fail;
         }
         s->v = nv;
         s->cap = nc;
     }
-    if (path_of(s, path, sizeof path, "store", sha, ".wasm") != 0)
-        return DP_EARG;
-    rc = dp__write_atomic(path, module, len, 0644, s->err, sizeof s->err);
-    if (rc != DP_OK)
+    rc = dp__commit_tmp(st->path, s->err, sizeof s->err);
+    if (rc != DP_OK) {
+        free(st); /* the tmp file is gone, or left as a crash leaves it */
         return rc;
+    }
     memset(&vi, 0, sizeof vi);
     vi.version = s->n + 1;
-    memcpy(vi.sha256, sha, sizeof sha);
-    vi.size = len;
+    memcpy(vi.sha256, st->sha, sizeof st->sha);
+    vi.size = st->len;
     vi.time = (int64_t)time(NULL);
     if (sig != NULL) {
         snprintf(vi.key_id, sizeof vi.key_id, "%s", sig->key_id);
         snprintf(vi.signed_stage, sizeof vi.signed_stage, "%s", sig->stage);
         vi.signed_version = sig->version;
     }
+    free(st);
     n = snprintf(line, sizeof line, "%llu\t%s\t%llu\t%s\t%lld\t%s\t%llu\n",
-                 (unsigned long long)vi.version, sha,
-                 (unsigned long long)len, vi.key_id[0] ? vi.key_id : "-",
-                 (long long)vi.time,
+                 (unsigned long long)vi.version, vi.sha256,
+                 (unsigned long long)vi.size,
+                 vi.key_id[0] ? vi.key_id : "-", (long long)vi.time,
                  vi.signed_stage[0] ? vi.signed_stage : "-",
                  (unsigned long long)vi.signed_version);
     if (path_of(s, path, sizeof path, "versions.log", NULL, NULL) != 0)
@@ -390,6 +454,26 @@ dp_status dp_store_put(dp_store *s, const uint8_t *module, size_t len,
     s->v[s->n++] = vi;
     *version = vi.version;
     return DP_OK;
+fail:
+    dp_store_abort(s, st);
+    return rc;
+}
+
+dp_status dp_store_put(dp_store *s, const uint8_t *module, size_t len,
+                       const dp_sig_info *sig, uint64_t *version)
+{
+    dp_staged *st = NULL;
+    dp_status rc;
+    if (s == NULL || version == NULL || (module == NULL && len > 0)) {
+        if (s)
+            dp__errf(s->err, sizeof s->err, "dp_store_put: NULL argument");
+        return DP_EARG;
+    }
+    *version = 0;
+    rc = dp_store_stage(s, module, len, &st);
+    if (rc != DP_OK)
+        return rc;
+    return dp_store_commit(s, st, sig, version);
 }
 
 dp_status dp_store_version(dp_store *s, uint64_t version,

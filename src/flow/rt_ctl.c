@@ -116,14 +116,25 @@ struct fl__ctl {
     watch *w;
     uint32_t nw, capw;
     req *defh;                /* deferred: their stage is being watched */
-    /* The active version is persisted (three fsyncs, ~1 ms) on a thread of
-     * its own while the swapped stage gets its first message; "first" and
-     * every other use of the store wait for it (persist_wait). */
-    pthread_t pth;
-    int persisting;           /* pth runs or has not been joined */
-    atomic_int persist_done;
-    char p_stage[DP_MAX_NAME + 1];
+    /* One side job at a time on a short-lived thread of its own, while
+     * this thread goes on: a deploy's signature check and module file
+     * (while the module is validated here), then the active version's
+     * persistence (three fsyncs, ~1 ms, while the swapped stage gets its
+     * first message).  Every other use of the store waits for it
+     * (job_wait); "first" is sent only after it. */
+    pthread_t jth;
+    int job_on;               /* jth runs or has not been joined */
+    atomic_int job_done;
+    void (*job)(fl__ctl *c);
+    char p_stage[DP_MAX_NAME + 1]; /* persist job */
     uint64_t p_version;
+    const req *v_req;         /* pre-deploy job: in */
+    const char *v_sig;
+    dp_status v_st;           /* out: dp_verify's status, info, err */
+    dp_sig_info v_info;
+    char v_err[512];
+    dp_staged *v_staged;      /* out: the module file (or NULL: v_serr) */
+    char v_serr[512];
     signer *sg;
     uint32_t nsg, capsg;
 };
@@ -368,40 +379,51 @@ static void persist_active(fl__ctl *c, const char *stage, uint64_t version)
                     "the flow file's module (declared)");
 }
 
-static void *persist_main(void *arg)
+static void *job_main(void *arg)
 {
     fl__ctl *c = arg;
-    persist_active(c, c->p_stage, c->p_version);
-    atomic_store(&c->persist_done, 1);
+    c->job(c);
+    atomic_store(&c->job_done, 1);
     return NULL;
 }
 
-/* Persists `version` as the stage's active one in the background (or at
- * once when no thread can be started). */
+/* Runs fn(c) on the side (or at once when no thread can be started). */
+static void job_start(fl__ctl *c, void (*fn)(fl__ctl *c))
+{
+    c->job = fn;
+    atomic_store(&c->job_done, 0);
+    if (pthread_create(&c->jth, NULL, job_main, c) == 0) {
+        c->job_on = 1;
+        return;
+    }
+    fn(c);
+    atomic_store(&c->job_done, 1);
+}
+
+static int job_busy(fl__ctl *c)
+{
+    return c->job_on && !atomic_load(&c->job_done);
+}
+
+static void job_wait(fl__ctl *c)
+{
+    if (!c->job_on)
+        return;
+    pthread_join(c->jth, NULL);
+    c->job_on = 0;
+}
+
+static void persist_job(fl__ctl *c)
+{
+    persist_active(c, c->p_stage, c->p_version);
+}
+
+/* Persists `version` as the stage's active one on the side. */
 static void persist_start(fl__ctl *c, const char *stage, uint64_t version)
 {
     snprintf(c->p_stage, sizeof c->p_stage, "%s", stage);
     c->p_version = version;
-    atomic_store(&c->persist_done, 0);
-    if (pthread_create(&c->pth, NULL, persist_main, c) == 0) {
-        c->persisting = 1;
-        return;
-    }
-    persist_active(c, stage, version);
-    atomic_store(&c->persist_done, 1);
-}
-
-static int persist_busy(fl__ctl *c)
-{
-    return c->persisting && !atomic_load(&c->persist_done);
-}
-
-static void persist_wait(fl__ctl *c)
-{
-    if (!c->persisting)
-        return;
-    pthread_join(c->pth, NULL);
-    c->persisting = 0;
+    job_start(c, persist_job);
 }
 
 /* ---- Watches. ---------------------------------------------------------- */
@@ -487,11 +509,11 @@ static void poll_watches(fl__ctl *c)
             memset(&ss, 0, sizeof ss);
         if (!w->first_sent && ss.first_call_ns &&
             ss.switch_ns == w->switch_ns) {
-            if (persist_busy(c) && ss.rollbacks <= cs->rb_seen) {
+            if (job_busy(c) && ss.rollbacks <= cs->rb_seen) {
                 i++; /* "first" means durable too: next tick */
                 continue;
             }
-            persist_wait(c);
+            job_wait(c);
             cJSON *o = event_obj("first", cs->d->name, 0, 1);
             double ms = ss.first_call_ns > w->r->t_rx
                             ? (double)(ss.first_call_ns - w->r->t_rx) / 1e6
@@ -505,7 +527,7 @@ static void poll_watches(fl__ctl *c)
             char reason[512];
             rollback_reason(&ss, reason, sizeof reason);
             cs->rb_seen = ss.rollbacks;
-            persist_wait(c);
+            job_wait(c);
             note_rollback(c, cs, w->version, w->from, reason);
             cJSON *o = event_obj("rolled-back", cs->d->name, 1, 0);
             cJSON_AddNumberToObject(o, "version", (double)w->version);
@@ -514,7 +536,7 @@ static void poll_watches(fl__ctl *c)
             reply(c, &w->r->to, o);
             done = 1;
         } else if (now >= w->deadline) {
-            persist_wait(c);
+            job_wait(c);
             cJSON *o = event_obj("healthy", cs->d->name, 1, 1);
             cJSON_AddNumberToObject(o, "version", (double)w->version);
             cJSON_AddNumberToObject(o, "calls", (double)ss.calls_since_swap);
@@ -546,7 +568,7 @@ static void poll_watches(fl__ctl *c)
         char reason[512];
         rollback_reason(&ss, reason, sizeof reason);
         cs->rb_seen = ss.rollbacks;
-        persist_wait(c);
+        job_wait(c);
         /* the runtime went back to the version before the current one */
         uint64_t back = ss.version;
         note_rollback(c, cs, cs->active, back, reason);
@@ -692,6 +714,24 @@ static void send_verified(fl__ctl *c, const req *r, const char *stage,
     reply(c, &r->to, o);
 }
 
+/* The side part of a deploy: dp_verify, then (verified) the module file
+ * staged beside the store. */
+static void pre_deploy_job(fl__ctl *c)
+{
+    const req *r = c->v_req;
+    const char *sig = c->v_sig;
+    memset(&c->v_info, 0, sizeof c->v_info);
+    c->v_err[0] = c->v_serr[0] = '\0';
+    c->v_staged = NULL;
+    c->v_st = dp_verify(c->trust, r->blob, r->blob_len, (const uint8_t *)sig,
+                        sig ? strlen(sig) : 0, &c->v_info, c->v_err,
+                        sizeof c->v_err);
+    if (c->v_st == DP_OK &&
+        dp_store_stage(c->store, r->blob, r->blob_len, &c->v_staged) != DP_OK)
+        snprintf(c->v_serr, sizeof c->v_serr, "%s",
+                 dp_store_errmsg(c->store));
+}
+
 static void op_deploy(fl__ctl *c, req *r, const cJSON *j, cstage *cs)
 {
     const char *stage = cs->d->name, *kind = jstr(j, "kind");
@@ -715,39 +755,51 @@ static void op_deploy(fl__ctl *c, req *r, const cJSON *j, cstage *cs)
         req_free(r);
         return;
     }
-    memset(&info, 0, sizeof info);
+    /* The signature check and the module file (written and synced beside
+     * the store) on the side while the module is validated here: the
+     * three take about the same time.  Nothing is a version before the
+     * commit below, and the reasons keep their order: signature, stage,
+     * module, store. */
+    c->v_req = r;
+    c->v_sig = sig;
+    job_start(c, pre_deploy_job);
     err[0] = '\0';
-    if (dp_verify(c->trust, r->blob, r->blob_len, (const uint8_t *)sig,
-                  sig ? strlen(sig) : 0, &info, err, sizeof err) != DP_OK) {
-        reject(c, r, stage, 0, err);
-        req_free(r);
-        return;
+    fl_status lst = fl__code_load(cs->d, r->blob, r->blob_len, &code, err,
+                                  sizeof err);
+    job_wait(c);
+    info = c->v_info;
+    const char *why = NULL;
+    char whybuf[700];
+    if (c->v_st != DP_OK) {
+        why = c->v_err;
+    } else if (info.stage[0] && strcmp(info.stage, stage) != 0) {
+        snprintf(whybuf, sizeof whybuf, "signed for stage %s, not %s",
+                 info.stage, stage);
+        why = whybuf;
+    } else if (lst != FL_OK) {
+        snprintf(whybuf, sizeof whybuf, "invalid module: %s", err);
+        why = whybuf;
+    } else if (!c->v_staged) {
+        why = c->v_serr;
     }
-    if (info.stage[0] && strcmp(info.stage, stage) != 0) {
-        snprintf(err, sizeof err, "signed for stage %s, not %s", info.stage,
-                 stage);
-        reject(c, r, stage, 0, err);
-        req_free(r);
-        return;
-    }
-    err[0] = '\0';
-    if (fl__code_load(cs->d, r->blob, r->blob_len, &code, err, sizeof err) !=
-        FL_OK) {
-        char why[600];
-        snprintf(why, sizeof why, "invalid module: %s", err);
+    if (why) {
         reject(c, r, stage, 0, why);
+        dp_store_abort(c->store, c->v_staged);
+        c->v_staged = NULL;
+        fl__code_release(code);
         req_free(r);
         return;
     }
     /* code is kept: it is what gets swapped in (loaded once) */
-    if (dp_store_put(c->store, r->blob, r->blob_len, &info, &version) !=
-            DP_OK ||
+    if (dp_store_commit(c->store, c->v_staged, &info, &version) != DP_OK ||
         dp_store_version(c->store, version, &vi) != DP_OK) {
+        c->v_staged = NULL;
         reject(c, r, stage, 0, dp_store_errmsg(c->store));
         fl__code_release(code);
         req_free(r);
         return;
     }
+    c->v_staged = NULL;
     signer_note(c, version, info.key_name);
     clog_("stage %s: version %llu verified (%llu bytes, sha256 %s, signed by "
           "%s)", stage, (unsigned long long)version,
@@ -1003,7 +1055,7 @@ static void forward_to(fl__ctl *c, const target *to, const char *node,
 /* One request, on the control thread.  Frees r (or hands it on). */
 static void handle(fl__ctl *c, req *r)
 {
-    persist_wait(c); /* the store is this thread's again */
+    job_wait(c); /* the store is this thread's again */
     cJSON *j = cJSON_ParseWithLength(r->json, r->json_len);
     const char *op, *node, *stage;
     cstage *cs = NULL;
@@ -1098,7 +1150,7 @@ static void *ctl_main(void *arg)
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
-    persist_wait(c);
+    job_wait(c);
     return NULL;
 }
 

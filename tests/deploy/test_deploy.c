@@ -385,6 +385,52 @@ static void test_store_put_activate_reopen(void **state)
     dp_trust_free(t);
 }
 
+/* dp_store_stage / dp_store_commit / dp_store_abort: staged bytes are not
+ * a version until committed; an abort leaves nothing behind; a staged
+ * duplicate commits to the version it already has; a signature for other
+ * bytes is refused at the commit. */
+static void test_store_stage_commit(void **state)
+{
+    uint8_t a[] = {7, 7, 7}, b[] = {8};
+    dp_staged *st = NULL;
+    dp_sig_info si;
+    dp_version_info vi;
+    uint64_t v = 99, before = 0;
+    char p[400], cmd[600];
+    dp_store *s;
+    (void)state;
+    s = open_store(0);
+    while (dp_store_version(s, before + 1, &vi) == DP_OK)
+        before++;
+    assert_int_equal(dp_store_stage(s, a, sizeof a, &st), DP_OK);
+    assert_non_null(st);
+    assert_int_equal(dp_store_version(s, before + 1, &vi), DP_ENOENT);
+    dp_store_abort(s, st);
+    path(p, sizeof p, "node/store");
+    snprintf(cmd, sizeof cmd, "ls %s | grep -q 'tmp$'", p);
+    assert_int_not_equal(system(cmd), 0); /* no temporary file left */
+    assert_int_equal(dp_store_stage(s, a, sizeof a, &st), DP_OK);
+    assert_int_equal(dp_store_commit(s, st, NULL, &v), DP_OK);
+    assert_int_equal(v, before + 1);
+    assert_int_equal(dp_store_stage(s, a, sizeof a, &st), DP_OK);
+    assert_int_equal(dp_store_commit(s, st, NULL, &v), DP_OK);
+    assert_int_equal(v, before + 1); /* content-addressed */
+    memset(&si, 0, sizeof si);
+    memset(si.sha256, '0', DP_SHA256_HEX);
+    si.size = sizeof b;
+    assert_int_equal(dp_store_stage(s, b, sizeof b, &st), DP_OK);
+    assert_int_equal(dp_store_commit(s, st, &si, &v), DP_EARG);
+    assert_non_null(strstr(dp_store_errmsg(s), "for another module"));
+    assert_int_equal(system(cmd) != 0, 1);
+    assert_int_equal(dp_store_version(s, before + 2, &vi), DP_ENOENT);
+    dp_store_close(s);
+    s = open_store(0); /* reopened: the one committed version only */
+    assert_int_equal(dp_store_version(s, before + 1, &vi), DP_OK);
+    assert_int_equal(vi.size, sizeof a);
+    assert_int_equal(dp_store_version(s, before + 2, &vi), DP_ENOENT);
+    dp_store_close(s);
+}
+
 static void test_store_atomic_activation(void **state)
 {
     uint8_t a[] = {1}, b[] = {2};
@@ -475,6 +521,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parser_strict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trust_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_put_activate_reopen, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_store_stage_commit, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_store_atomic_activation, setup,
                                         teardown),
