@@ -54,6 +54,10 @@
 #define NET_COALESCE_RECS 64u     /* this many to share its DATA frame */
 #define NET_WBUF (64u * 1024u)  /* edge/cloud: spool appends buffered in
                                    memory until the next ACK or read */
+#define NET_ACK_DELAY_MS 1500u  /* many device links: an ACK to a device
+                                   waits at most this long for more records
+                                   (default of ISOFLOW_NET_ACK_DELAY_MS) */
+#define NET_ACK_RECS 64u        /* ... or until this many are unacknowledged */
 
 typedef struct rxbuf {        /* one DATA frame payload waiting for the pump */
     struct rxbuf *next;
@@ -71,6 +75,11 @@ typedef struct peer {
     uint64_t in_seen;         /* highest link seq taken from it */
     uint64_t in_done;         /* ack watermark (persisted) */
     uint64_t in_done_sent;    /* last ACK sent */
+    uint64_t in_wm;           /* last watermark written */
+    uint64_t ack_due;         /* monotonic ns when a delayed ACK is due, or
+                                 0 (none waiting; see ack_now) */
+    int inackq;               /* on n->aqhead (its ACK waits for ack_due) */
+    struct peer *aqprev, *aqnext;
     int wmfd;                 /* in-NAME.seq, or n->devwm */
     off_t wmoff;              /* the watermark's offset in wmfd */
     fl__tok *thead, *ttail;   /* ingress tokens in seq order */
@@ -152,6 +161,8 @@ struct fl__net {
     pmap byconn;              /* connection -> peer */
     pmap ubmap;               /* connection -> unbound */
     peer *ahead, *atail;      /* peers the pump must visit */
+    peer *aqhead, *aqtail;    /* delayed ACKs, in ack_due order */
+    uint64_t ack_delay;       /* ns an ACK to a device may wait (0: none) */
     peer *down;               /* the node we connect to, or NULL */
     nt_buf enc, out;          /* record encoding (workers), frames (pump) */
     uint8_t *rec;             /* one record */
@@ -376,6 +387,38 @@ static void mark_active(fl__net *n, peer *p)
     n->atail = p;
 }
 
+/* Takes p off the queue of delayed ACKs (when it is on it). */
+static void ackq_del(fl__net *n, peer *p)
+{
+    if (!p->inackq)
+        return;
+    if (p->aqprev)
+        p->aqprev->aqnext = p->aqnext;
+    else
+        n->aqhead = p->aqnext;
+    if (p->aqnext)
+        p->aqnext->aqprev = p->aqprev;
+    else
+        n->aqtail = p->aqprev;
+    p->aqprev = p->aqnext = NULL;
+    p->inackq = 0;
+}
+
+/* Delays p's ACK until `due` (now + n->ack_delay): appended at the tail,
+ * the queue stays in due order since the delay is the same for all. */
+static void ackq_add(fl__net *n, peer *p, uint64_t due)
+{
+    p->ack_due = due;
+    p->aqnext = NULL;
+    p->aqprev = n->aqtail;
+    if (n->aqtail)
+        n->aqtail->aqnext = p;
+    else
+        n->aqhead = p;
+    n->aqtail = p;
+    p->inackq = 1;
+}
+
 /* p's spool, opened on first use (an idle link holds no spool files).
  * NULL when it cannot be opened.  Under n->mu. */
 static nt_spool *spool_of(fl__net *n, peer *p)
@@ -490,7 +533,7 @@ static peer *peer_get(fl__net *n, const char *name, int below, int eager)
             return NULL;
         }
     }
-    p->in_done = p->in_seen = p->in_done_sent =
+    p->in_done = p->in_seen = p->in_done_sent = p->in_wm =
         read_u64_at(p->wmfd >= 0 ? p->wmfd : n->devwm, p->wmoff);
     n->peers[n->npeers++] = p;
     uint32_t i = name_hash(p->name) & (n->ncap - 1);
@@ -1048,8 +1091,38 @@ static int flush_appends(fl__net *n)
     return 0;
 }
 
+/* Must p's ACK go out now, or may it wait for more records (until
+ * p->ack_due)?  One ACK per message per device link was the largest cost
+ * of an edge holding thousands of links that each send rarely (a write,
+ * its TLS record and the loopback delivery, per message): with
+ * n->ack_delay an ACK to a device waits for the next records of that link,
+ * at most ack_delay.  Only the ACK waits: the watermark is written as
+ * before (advance), so what a crash repeats is unchanged.  It goes at once
+ * when forced or stopping, off the device links, when NET_ACK_RECS records
+ * are unacknowledged, when credits wait for it (the device's demand source
+ * would stall), and when frames go to the device anyway (the ACK shares
+ * their write). */
+static int ack_now(fl__net *n, peer *p, int force)
+{
+    if (force || !n->ack_delay || !p->isdev || n->paused || n->quit ||
+        !p->ready || !p->conn)
+        return 1;
+    if (p->in_done - p->in_done_sent >= NET_ACK_RECS)
+        return 1;
+    if (p->ack_due && !p->inackq) /* taken off the queue: due */
+        return 1;
+    for (uint32_t i = 0; i < n->ncsrc; i++)
+        if (p->owe_n[i])
+            return 1;
+    return p->sp && p->sent < spool_last(p->sp) &&
+           p->sent < p->acked + NET_WINDOW;
+}
+
 /* Advances p's ack watermark over the finished tokens (in seq order),
- * persists it (after flush_appends) and sends the ACK. */
+ * persists it (after flush_appends) and sends the ACK (now, or when
+ * ack_now lets it wait, from the pump once p->ack_due has passed).
+ * `force` (at stop): the watermark is written and the ACK sent again even
+ * when unchanged. */
 static void advance(fl__net *n, peer *p, int force)
 {
     while (p->thead &&
@@ -1068,7 +1141,7 @@ static void advance(fl__net *n, peer *p, int force)
     }
     if (!p->thead && !p->rxh && p->in_seen > p->in_done)
         p->in_done = p->in_seen; /* only duplicates were left */
-    if (p->in_done > p->in_done_sent || (force && p->in_done)) {
+    if (p->in_done > p->in_wm || (force && p->in_done)) {
         int wfd = p->wmfd >= 0 ? p->wmfd : n->devwm;
         if (flush_appends(n) != 0)
             return;
@@ -1078,15 +1151,26 @@ static void advance(fl__net *n, peer *p, int force)
         }
         write_u64_at(wfd, p->wmoff, p->in_done);
         wm_written(n, wfd);
-        if (p->ready && p->conn) {
+        p->in_wm = p->in_done;
+    }
+    if (p->in_done > p->in_done_sent || (force && p->in_done)) {
+        if (!ack_now(n, p, force)) {
+            if (!p->ack_due)
+                ackq_add(n, p, mono_now() + n->ack_delay);
+        } else if (p->ready && p->conn) {
             nt_buf_reset(&n->out);
             if (nt_put_u64(&n->out, NT_ACK, p->in_done) == NT_OK &&
-                nt_conn_send(p->conn, n->out.data, n->out.len) == NT_OK)
+                nt_conn_send(p->conn, n->out.data, n->out.len) == NT_OK) {
                 p->in_done_sent = p->in_done;
+                ackq_del(n, p);
+                p->ack_due = 0;
+            }
         } else {
             p->in_done_sent = p->in_done; /* HELLO carries it on reconnect */
             /* The device reconciles these from the acknowledgement. */
             memset(p->owe_n, 0, sizeof p->owe_n);
+            ackq_del(n, p);
+            p->ack_due = 0;
         }
     }
     /* Credits go out after the ACK that covers them, unless the edge's
@@ -1130,8 +1214,17 @@ static void *pump_main(void *arg)
         /* Only the peers with something to do; a peer stays on the list
          * while messages of it are in flight here, its inbox is not
          * empty, or it has records to send. */
-        peer *p = n->ahead;
         uint64_t now = mono_now(), until = now + NET_PUMP_NS;
+        /* Delayed ACKs whose time has come (ack_now): visited in this
+         * pass; the rest wait off the active list. */
+        while (n->aqhead && n->aqhead->ack_due <= now) {
+            peer *q = n->aqhead;
+            ackq_del(n, q);
+            mark_active(n, q);
+        }
+        if (n->aqhead && n->aqhead->ack_due < until)
+            until = n->aqhead->ack_due;
+        peer *p = n->ahead;
         n->ahead = n->atail = NULL;
         while (p) {
             peer *next = p->anext;
@@ -1150,7 +1243,8 @@ static void *pump_main(void *arg)
             } else if (p->ready && p->conn) {
                 send_spool(n, p);
             }
-            if (p->thead || (p->rxh && !n->paused) || p->in_done > p->in_done_sent ||
+            if (p->thead || (p->rxh && !n->paused) ||
+                (p->in_done > p->in_done_sent && !p->inackq) ||
                 (p->ready && p->conn && p->sp && p->sent < p->acked + NET_WINDOW &&
                  p->sent < spool_last(p->sp)))
                 mark_active(n, p);
@@ -1479,6 +1573,16 @@ fl_status fl__net_new(fl_runtime *rt, const fl_graph *g, const fl_run_opts *o,
     }
     n->flow_hash = file_hash(g->file);
     n->quiet_links = g->ndevices > 64;
+    /* ACKs to devices wait for more records (ack_now) on a node with many
+     * device links, where one per message cost the most; the environment
+     * sets the delay (0: at once) for any node. */
+    const char *ad = getenv("ISOFLOW_NET_ACK_DELAY_MS");
+    uint64_t ack_ms = n->quiet_links ? NET_ACK_DELAY_MS : 0;
+    if (ad && *ad)
+        ack_ms = strtoull(ad, NULL, 10);
+    if (ack_ms > 60000)
+        ack_ms = 60000;
+    n->ack_delay = ack_ms * 1000000ull;
     snprintf(n->dir, sizeof n->dir, "%s/%s",
              o->state_dir ? o->state_dir : "state", n->name);
     if (!n->rec || pl_mkdirs(n->dir) != 0) {

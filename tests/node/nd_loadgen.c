@@ -17,8 +17,9 @@
  * ports per source address).  --pace N: at most N links being set up at
  * once (default 256).  After SECONDS it stops sending and waits up to
  * --drain S (default 5) for the edge to acknowledge what it sent.  Prints
- * links up, refused, messages sent and acknowledged, the time to connect
- * every link, and one `nd_loadgen-json {...}` line; --report FILE writes
+ * links up, refused, messages sent and acknowledged, the ACK frames
+ * received, the time to connect every link, and one `nd_loadgen-json
+ * {...}` line; --report FILE writes
  * "NAME SEQ ACKED" per device (SEQ: its last origin seq, ACKED: the edge's
  * last ACK); --hold S keeps the links open S seconds after that.
  */
@@ -58,6 +59,7 @@ typedef struct dev {
 } dev;
 
 static _Atomic long g_up, g_refused, g_settled;
+static _Atomic uint64_t g_ackframes; /* ACK frames received (coalescing) */
 static uint64_t g_hash;
 
 static uint64_t now_ns(void)
@@ -108,6 +110,7 @@ static void on_frame(void *user, nt_conn *c, const nt_frame *f)
         settle(d);
     } else if (f->type == NT_ACK) {
         uint64_t v;
+        atomic_fetch_add(&g_ackframes, 1);
         if (nt_u64_decode(f, &v, err, sizeof err) == NT_OK &&
             v > atomic_load(&d->acked))
             atomic_store(&d->acked, v);
@@ -508,10 +511,12 @@ int main(int argc, char **argv)
     long up = atomic_load(&g_up), refused = atomic_load(&g_refused);
     double connect_s = t_all ? (double)(t_all - t0) / 1e9 : -1;
     printf("nd_loadgen: %ld of %u links up (%s), %ld refused, %llu messages "
-           "sent, %llu acknowledged in %.1f s; all links up after %.1f s\n",
+           "sent, %llu acknowledged in %.1f s (%llu ACK frames); all links "
+           "up after %.1f s\n",
            up, count, tls ? "TLS" : "plaintext", refused,
            (unsigned long long)sent, (unsigned long long)acked,
-           (double)(now_ns() - t0) / 1e9, connect_s);
+           (double)(now_ns() - t0) / 1e9,
+           (unsigned long long)atomic_load(&g_ackframes), connect_s);
     printf("nd_loadgen-json {\"count\": %u, \"up\": %ld, \"refused\": %ld, "
            "\"sent\": %llu, \"acked\": %llu, \"connect_s\": %.2f, "
            "\"issue_cpu_s\": %.2f, \"tls\": %d}\n",
