@@ -102,6 +102,24 @@ void iw_config_default(iw_config *cfg)
     cfg->max_host_depth = 64;
 }
 
+static int mul_fits(size_t a, size_t b)
+{
+    return a <= SIZE_MAX / b;
+}
+
+/* The sizes of a store's value stack and frames (iw__zalloc blocks; at
+ * least one of each). */
+static size_t stack_bytes(const iw_store *s)
+{
+    return (s->cfg.stack_slots ? s->cfg.stack_slots : 1) * sizeof(iw__slot);
+}
+
+static size_t frames_bytes(const iw_store *s)
+{
+    return (s->cfg.max_call_depth ? s->cfg.max_call_depth : 1) *
+           sizeof(iw__frame);
+}
+
 /* Creates a store with a copy of cfg (defaults when NULL): a value stack of
  * cfg.stack_slots slots and cfg.max_call_depth frames (at least one of each
  * is allocated).  Returns NULL when out of memory. */
@@ -114,12 +132,13 @@ iw_store *iw_store_new(const iw_config *cfg)
         s->cfg = *cfg;
     else
         iw_config_default(&s->cfg);
-    s->stack = iw__calloc(s->cfg.stack_slots ? s->cfg.stack_slots : 1,
-                          sizeof(iw__slot));
+    if (!mul_fits(s->cfg.stack_slots, sizeof(iw__slot)) ||
+        !mul_fits(s->cfg.max_call_depth, sizeof(iw__frame)))
+        goto fail; /* 32-bit hosts */
+    s->stack = iw__zalloc(stack_bytes(s));
     if (!s->stack)
         goto fail;
-    s->frames = iw__calloc(s->cfg.max_call_depth ? s->cfg.max_call_depth : 1,
-                           sizeof(iw__frame));
+    s->frames = iw__zalloc(frames_bytes(s));
     if (!s->frames)
         goto fail;
     s->objs = NULL;
@@ -137,7 +156,7 @@ iw_store *iw_store_new(const iw_config *cfg)
     s->errmsg[0] = '\0';
     return s;
 fail:
-    iw__free(s->stack);
+    iw__zfree(s->stack, stack_bytes(s));
     iw__free(s);
     return NULL;
 }
@@ -153,8 +172,8 @@ void iw_store_free(iw_store *s)
         if (o->destroy)
             o->destroy(o);
     }
-    iw__free(s->stack);
-    iw__free(s->frames);
+    iw__zfree(s->stack, stack_bytes(s));
+    iw__zfree(s->frames, frames_bytes(s));
     iw__free(s);
 }
 
@@ -212,7 +231,7 @@ void iw__store_adopt(iw_store *s, iw__obj *o, void (*destroy)(iw__obj *))
 static void memory_destroy(iw__obj *o)
 {
     iw_memory *m = (iw_memory *)o;
-    iw__free(m->data);
+    iw__zfree(m->data, (size_t)m->size);
     iw__free(m);
 }
 
@@ -234,7 +253,7 @@ iw_memory *iw_memory_new(iw_store *s, iw_limits lim)
     m = iw__calloc(1, sizeof *m);
     if (!m)
         return NULL;
-    m->data = iw__calloc((size_t)bytes, 1);
+    m->data = iw__zalloc((size_t)bytes);
     if (!m->data) {
         iw__free(m);
         return NULL;
@@ -304,10 +323,9 @@ int64_t iw__memory_grow(iw_memory *m, uint32_t delta)
     newbytes = newpages * PAGE_SIZE;
     if (newbytes > SIZE_MAX)
         return -1;
-    p = iw__realloc(m->data, (size_t)newbytes);
+    p = iw__zrealloc(m->data, (size_t)m->size, (size_t)newbytes);
     if (!p)
         return -1;
-    memset(p + m->size, 0, (size_t)(newbytes - m->size));
     m->data = p;
     m->size = newbytes;
     m->pages = (uint32_t)newpages;

@@ -41,6 +41,11 @@ void *iw__malloc(size_t n);
 void *iw__calloc(size_t count, size_t size); /* checks count*size overflow */
 void *iw__realloc(void *p, size_t n);
 void iw__free(void *p);
+/* Large zeroed blocks (alloc.c): mmap'd from IW_BIG bytes up, so that
+ * untouched pages cost nothing; freed/grown with their size. */
+void *iw__zalloc(size_t n);
+void *iw__zrealloc(void *p, size_t old, size_t n);
+void iw__zfree(void *p, size_t n);
 
 /* A bump arena: many small allocations freed at once.  Module data lives in
  * the module's arena. */

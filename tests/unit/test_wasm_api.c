@@ -898,6 +898,52 @@ done:
     return ok;
 }
 
+/* Host memories through every path of the large-block allocator (alloc.c:
+ * calloc below 64 KiB, mmap from there, growth from one to the other and
+ * within mmap): contents kept, new bytes zero, shrink never happens. */
+static void test_memory_growth_paths(void **state)
+{
+    iw_store *s = iw_store_new(NULL);
+    iw_limits lim0 = {0, 40, 1}, lim1 = {1, 0, 0};
+    iw_memory *m0, *m1;
+    uint8_t *d;
+    (void)state;
+    assert_non_null(s);
+    m0 = iw_memory_new(s, lim0);
+    m1 = iw_memory_new(s, lim1);
+    assert_non_null(m0);
+    assert_non_null(m1);
+    assert_int_equal(iw_memory_size(m0), 0);
+    /* 0 -> 1 page (calloc -> mmap), then 1 -> 33 (mremap) */
+    assert_int_equal(iw_memory_grow(m0, 1), 0);
+    d = iw_memory_data(m0);
+    for (uint32_t i = 0; i < 65536; i++)
+        assert_int_equal(d[i], 0);
+    memset(d, 0xA5, 65536);
+    assert_int_equal(iw_memory_grow(m0, 32), 1);
+    d = iw_memory_data(m0);
+    assert_int_equal(iw_memory_size(m0), 33u * 65536u);
+    for (uint32_t i = 0; i < 65536; i++)
+        assert_int_equal(d[i], 0xA5);
+    for (uint32_t i = 65536; i < 33u * 65536u; i += 4093)
+        assert_int_equal(d[i], 0);
+    assert_int_equal(d[33u * 65536u - 1], 0);
+    assert_int_equal(iw_memory_grow(m0, 8), -1); /* max 40 */
+    assert_int_equal(iw_memory_size(m0), 33u * 65536u);
+    /* 1 page from the start (mmap), written at both ends, grown by 0 and 2 */
+    d = iw_memory_data(m1);
+    d[0] = 1;
+    d[65535] = 2;
+    assert_int_equal(iw_memory_grow(m1, 0), 1);
+    assert_int_equal(iw_memory_grow(m1, 2), 1);
+    d = iw_memory_data(m1);
+    assert_int_equal(d[0], 1);
+    assert_int_equal(d[65535], 2);
+    assert_int_equal(d[65536], 0);
+    assert_int_equal(d[3 * 65536 - 1], 0);
+    iw_store_free(s); /* frees both with their sizes (ASan checks) */
+}
+
 static void test_out_of_memory(void **state)
 {
     uint64_t n;
@@ -929,6 +975,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_link_errors, setup, teardown),
         cmocka_unit_test(test_segment_trap_keeps_writes),
         cmocka_unit_test(test_start_trap),
+        cmocka_unit_test(test_memory_growth_paths),
         cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
