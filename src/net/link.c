@@ -47,8 +47,10 @@
 #include <uv.h>
 
 #include "net_int.h"
+#include "platform.h"
 
 #define LK_BUF 65536u              /* shared read / decrypt buffers */
+#define LK_WARM (1u << 20)         /* loop thread's heap faulted in at start */
 #define LK_KEEP 4096u              /* per-connection buffers kept when idle */
 #define LK_LINGER_MS 2000u         /* graceful close: wait for the peer's FIN */
 #define LK_BACKLOG 1024
@@ -1500,6 +1502,9 @@ static void loop_main(void *arg)
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* Record buffers, frames and a deploy's module pass through here: a
+     * first deploy to a fresh node no longer faults them in page by page. */
+    pl_heap_warm(LK_WARM);
     uv_run(&l->uv, UV_RUN_DEFAULT);
 }
 
