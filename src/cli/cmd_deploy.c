@@ -103,7 +103,7 @@ void cli_cmd_deploy_help(FILE *out)
         "                      [--strategy all|canary] [--watch S] "
         "[--canary-time S]\n"
         "                      [--wait first|swapped|healthy] [--timeout S]\n"
-        "\n"
+        "                      [--json]\n\n"
         "Sends the signed module MODULE (.wasm, or a native .so) for stage\n"
         "STAGE to running nodes over their TLS control channel, with an\n"
         "operator certificate.  Each node verifies the signature against\n"
@@ -135,7 +135,12 @@ void cli_cmd_deploy_help(FILE *out)
         "                    version (first), at the swap (swapped) or after\n"
         "                    the watch (healthy, the default)\n"
         "  --timeout S       give up on a node after S seconds (default\n"
-        "                    --watch + 30)\n\n"
+        "                    --watch + 30)\n"
+        "  --json            one JSON object per line: each node's events\n"
+        "                    as they come ({\"node\": ..., \"event\": ...};\n"
+        "                    \"first\" carries at_ns, the node's\n"
+        "                    CLOCK_MONOTONIC at that message), then a\n"
+        "                    {\"summary\": ...} line\n\n"
         "exit status: 0 when every target ended ok, 1 when one did not\n"
         "(rolled back, rejected, unreachable, ...) or the module, signature\n"
         "or certificates cannot be used, 2 on a bad command line.\n"
@@ -167,7 +172,7 @@ void cli_cmd_rollback_help(FILE *out)
     fprintf(out,
         "usage: isoflow rollback --flow FILE.flow --node NAME --stage STAGE\n"
         "                        [--to VERSION] [--certs DIR] [--as NAME]\n"
-        "                        [--watch S] [--timeout S]\n\n"
+        "                        [--watch S] [--timeout S] [--json]\n\n"
         "Swaps STAGE on the running node NAME back to VERSION (default:\n"
         "the version active before the current one, see `isoflow\n"
         "versions`) and follows it like `isoflow deploy`.\n\n"
@@ -342,7 +347,12 @@ static void finish(dpc_ctx *c, dpc_target *t, dpc_outcome o)
     pthread_cond_broadcast(&c->cv);
 }
 
-/* Prints one progress line "NAME: text" (stdout, flushed per line). */
+/* deploy/rollback --json: every line a JSON object (dpc_json), and the
+ * text of a node's event is not printed (dpc_quiet: the event itself is). */
+static int dpc_json, dpc_quiet;
+
+/* Prints one progress line "NAME: text" (stdout, flushed per line); with
+ * --json {"node": NAME, "message": text}. */
 static void say(const dpc_target *t, const char *fmt, ...)
 #if defined(__GNUC__) || defined(__clang__)
     __attribute__((format(printf, 2, 3)))
@@ -351,11 +361,43 @@ static void say(const dpc_target *t, const char *fmt, ...)
 static void say(const dpc_target *t, const char *fmt, ...)
 {
     va_list ap;
+    if (dpc_quiet)
+        return;
+    if (dpc_json) {
+        char text[1024];
+        va_start(ap, fmt);
+        vsnprintf(text, sizeof text, fmt, ap);
+        va_end(ap);
+        cJSON *o = cJSON_CreateObject();
+        char *line = NULL;
+        if (o && cJSON_AddStringToObject(o, "node", t->name) &&
+            cJSON_AddStringToObject(o, "message", text))
+            line = cJSON_PrintUnformatted(o);
+        if (line)
+            printf("%s\n", line);
+        free(line);
+        cJSON_Delete(o);
+        fflush(stdout);
+        return;
+    }
     printf("%s: ", t->name);
     va_start(ap, fmt);
     vprintf(fmt, ap);
     va_end(ap);
     putchar('\n');
+    fflush(stdout);
+}
+
+/* --json: the node's event as it came, with "node" added. */
+static void print_event(const dpc_target *t, cJSON *j)
+{
+    char *line = NULL;
+    if (cJSON_GetObjectItemCaseSensitive(j, "node") || /* a relay names it */
+        cJSON_AddStringToObject(j, "node", t->name))
+        line = cJSON_PrintUnformatted(j);
+    if (line)
+        printf("%s\n", line);
+    free(line);
     fflush(stdout);
 }
 
@@ -394,6 +436,10 @@ static void on_reply(dpc_ctx *c, dpc_target *t, const char *json,
         }
         cJSON_Delete(j);
         return;
+    }
+    if (dpc_json) {
+        print_event(t, j);
+        dpc_quiet = 1;
     }
     /* The version deployed (or rolled back to) on this node, for the
      * summary: from the events that name it (not from refusals). */
@@ -446,6 +492,7 @@ static void on_reply(dpc_ctx *c, dpc_target *t, const char *json,
     } else {
         say(t, "%s", ev[0] ? ev : "(event without a name)");
     }
+    dpc_quiet = 0;
     if (final && t->outcome == O_NONE)
         finish(c, t, O_ERROR);
     cJSON_Delete(j);
@@ -754,7 +801,7 @@ static int parse_args(int argc, char **argv, const char *which,
             help(stdout);
             return -1;
         }
-        if (cli_streq(o, "--json") && cli_streq(which, "versions")) {
+        if (cli_streq(o, "--json")) {
             a->json = 1;
             continue;
         }
@@ -861,24 +908,62 @@ static int parse_args(int argc, char **argv, const char *which,
 
 /* Opens the operator's TLS identity from --certs/--as; NULL with the
  * reason printed. */
-static nt_tls *open_identity(const dpc_args *a)
+/* The operator's TLS identity (NULL with the reason in id->err). */
+typedef struct dpc_identity {
+    const dpc_args *a;
+    nt_tls *tls;
+    char err[3 * 1024 + 600];
+    pthread_t th;
+    int started;
+} dpc_identity;
+
+static void *open_identity(void *arg)
 {
+    dpc_identity *id = arg;
+    const dpc_args *a = id->a;
     char ca[1024], crt[1024], key[1024], err[512];
-    nt_tls *tls = NULL;
     snprintf(ca, sizeof ca, "%s/ca.crt", a->certs);
     snprintf(crt, sizeof crt, "%s/%s.crt", a->certs, a->as);
     snprintf(key, sizeof key, "%s/%s.key", a->certs, a->as);
     /* Parsed only if a full handshake needs them (not when resuming). */
-    if (nt_tls_new_lazy(ca, crt, key, &tls, err, sizeof err) != NT_OK) {
-        cli_errf("cannot use the operator certificate %s (--certs %s --as "
+    if (nt_tls_new_lazy(ca, crt, key, &id->tls, err, sizeof err) != NT_OK) {
+        snprintf(id->err, sizeof id->err,
+                 "cannot use the operator certificate %s (--certs %s --as "
                  "%s): %s", crt, a->certs, a->as, err);
+        id->tls = NULL;
         return NULL;
     }
     /* Sessions resumed from one command to the next (a full handshake
      * otherwise); a certs directory we cannot write to just goes without. */
     snprintf(ca, sizeof ca, "%s/sessions", a->certs);
-    (void)nt_tls_session_cache(tls, ca, err, sizeof err);
-    return tls;
+    (void)nt_tls_session_cache(id->tls, ca, err, sizeof err);
+    return NULL;
+}
+
+/* OpenSSL's start (its configuration, every cipher and digest fetched for
+ * a first SSL_CTX: ~4 ms) runs on a thread of its own while the command
+ * reads the flow and the module and starts its network loop. */
+static void identity_start(dpc_identity *id, const dpc_args *a)
+{
+    memset(id, 0, sizeof *id);
+    id->a = a;
+    if (pthread_create(&id->th, NULL, open_identity, id) == 0)
+        id->started = 1;
+    else
+        open_identity(id);
+}
+
+/* Waits for identity_start's work: the context, or NULL with the reason
+ * printed (report: 0 when the command already failed otherwise). */
+static nt_tls *identity_wait(dpc_identity *id, int report)
+{
+    if (id->started) {
+        pthread_join(id->th, NULL);
+        id->started = 0;
+    }
+    if (!id->tls && report && id->err[0])
+        cli_errf("%s", id->err);
+    return id->tls;
 }
 
 /* Reads the module and its signature and checks them locally; returns 0
@@ -1008,6 +1093,16 @@ static void print_summary(const dpc_ctx *c, const char *what,
         }
     }
     static const char *const okword[] = {"running", "swapped", "healthy"};
+    if (dpc_json) {
+        printf("{\"summary\": \"%s\", \"stage\": \"%s\", \"%s\": %u, "
+               "\"rolled_back\": %u, \"rejected\": %u, \"failed_init\": %u, "
+               "\"failed\": %u, \"unreachable\": %u, \"not_tried\": %u, "
+               "\"nodes\": %u, \"seconds\": %.3f}\n",
+               what, c->stage, okword[c->wait], n[O_OK], n[O_ROLLED],
+               n[O_REJECTED], n[O_FAILED_INIT], n[O_ERROR], n[O_UNREACH],
+               n[O_SKIPPED], c->ntargets, elapsed_s(c->t0));
+        return;
+    }
     printf("%s stage %s", what, c->stage);
     if (vmin >= 0 && vmin == vmax)
         printf(" v%lld", vmin);
@@ -1043,6 +1138,7 @@ static int run_command(int op, int argc, char **argv)
     fl_graph *g = NULL;
     nt_tls *tls = NULL;
     nt_loop *loop = NULL;
+    dpc_identity id;
     uint8_t *mod = NULL;
     char err[4096];
     const char *canary_failed = NULL;
@@ -1062,7 +1158,9 @@ static int run_command(int op, int argc, char **argv)
            : cli_streq(a.wait, "swapped")   ? W_SWAPPED : W_HEALTHY;
     c.watch_ms = (uint32_t)(a.watch * 1000.0 + 0.5);
 
+    dpc_json = a.json && op != OP_VERSIONS;
     rc = CLI_EXIT_FAIL;
+    identity_start(&id, &a);
     fl_status s = load_flow(a.flow, &g, err, sizeof err);
     if (s != FL_OK) {
         if (err[0]) /* an unreadable file was reported by cli_read_file */
@@ -1093,18 +1191,21 @@ static int run_command(int op, int argc, char **argv)
         c.module = mod;
     }
     rc = CLI_EXIT_FAIL;
-    tls = open_identity(&a);
-    if (!tls)
-        goto out;
     if (nt_loop_new(&loop, err, sizeof err) != NT_OK) {
         cli_errf("%s: cannot start the network loop: %s", which, err);
         goto out;
     }
+    tls = identity_wait(&id, 1);
+    if (!tls)
+        goto out;
 
     if (op == OP_DEPLOY && cli_streq(a.strategy, "canary") &&
         c.ntargets > 1) {
         dpc_target *t0 = &c.targets[0];
-        printf("canary %s: watching %.1f s before the other %u node%s\n",
+        printf(dpc_json ? "{\"canary\": \"%s\", \"watch_s\": %.1f, "
+                          "\"others\": %u}\n%.0s"
+                        : "canary %s: watching %.1f s before the other %u "
+                          "node%s\n",
                t0->name, a.canary_time, c.ntargets - 1,
                c.ntargets == 2 ? "" : "s");
         fflush(stdout);
@@ -1119,9 +1220,11 @@ static int run_command(int op, int argc, char **argv)
             canary_failed = t0->name;
             for (uint32_t i = 1; i < c.ntargets; i++)
                 c.targets[i].outcome = O_SKIPPED;
-            printf("canary %s failed: rollout stopped, %u node%s left "
-                   "untouched\n", t0->name, c.ntargets - 1,
-                   c.ntargets == 2 ? "" : "s");
+            printf(dpc_json ? "{\"canary_failed\": \"%s\", "
+                              "\"untouched\": %u}\n%.0s"
+                            : "canary %s failed: rollout stopped, %u node%s "
+                              "left untouched\n",
+                   t0->name, c.ntargets - 1, c.ntargets == 2 ? "" : "s");
         }
     } else {
         run_batch(&c, loop, tls, 0, c.ntargets, c.watch_ms);
@@ -1145,6 +1248,8 @@ static int run_command(int op, int argc, char **argv)
 out:
     if (loop)
         nt_loop_free(loop); /* closes every connection */
+    if (!tls)
+        tls = identity_wait(&id, 0);
     nt_tls_free(tls);
     for (uint32_t i = 0; i < c.ntargets; i++) {
         cJSON_Delete(c.targets[i].reply);

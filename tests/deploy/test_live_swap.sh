@@ -62,10 +62,22 @@ deploy --node room-2 --stage tag "$T/m/lv_tag3.wasm" --watch 1
 expect "deploy tag v3 on room-2: exit" 0 "$rc"
 matches "deploy v3 summary" "^deployed stage tag v2: 1 healthy, "
 sleep 1
-rollback --node room-2 --stage tag --watch 1
+# (--json: one object per line, the node's events as they came, "first"
+# with the node's CLOCK_MONOTONIC, then the summary.)
+rollback --node room-2 --stage tag --watch 1 --json
 expect "rollback: exit" 0 "$rc"
-matches "rollback swapped" "^room-2: swapped v2 -> v1 in [0-9.]+ ms"
-matches "rollback summary" "^rolled back stage tag v1: 1 healthy, 0 rolled back, 0 rejected, 0 unreachable of 1 node in [0-9.]+ s$"
+expect "rollback --json: events and summary" \
+    "room-2 swapped 2->1; first at_ns ok; healthy; summary 1 healthy" \
+    "$(python3 -c '
+import json, sys, time
+ls = [json.loads(l) for l in sys.stdin.read().splitlines()]
+ev = {j.get("event"): j for j in ls if "event" in j}
+sw, fi, s = ev["swapped"], ev["first"], ls[-1]
+ok = 0 < fi["at_ns"] <= time.monotonic_ns() and fi["node"] == "room-2"
+print("%s swapped %d->%d; first at_ns %s; %s; summary %d %s" % (
+    sw["node"], sw["from_version"], sw["version"], "ok" if ok else "bad",
+    "healthy" if "healthy" in ev else "no healthy", s["healthy"],
+    s["summary"] == "rolled back" and "healthy" or "?"))' <<<"$out" 2>&1)"
 
 stop_all
 if check_sink "room-0=1,2/e=1,2+n;room-1=1,2/e=1,2;room-2=1,2,3,2/e=1,2+n" \
