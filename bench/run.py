@@ -949,20 +949,23 @@ def deploy_section(args, build):
                  d["deploy.fw_total_s"], d["deploy.fw_build_s"],
                  d["deploy.fw_install_ms"], d["deploy.fw_stop_s"],
                  d["deploy.fw_restart_s"] * 1e3))
-        print("%-46s %9.1f ms  node: request to first message %.1f ms; "
-              "%d of %d resumed the operator's TLS session%s"
-              % ("(b) isoflow deploy --wait first", d["deploy.cmd_ms"],
-                 d["deploy.node_ms"], d.get("deploy.resumed_runs", 0), reps,
-                 "" if "deploy.cmd_full_handshake_ms" not in d else
+        print("%-46s %9.1f ms  command's start to the first message "
+              "processed by the new version (node's clock); the command "
+              "returned after %.1f ms; node: request to first message "
+              "%.1f ms; %d of %d resumed the operator's TLS session%s"
+              % ("(b) isoflow deploy --wait first", d["deploy.first_ms"],
+                 d["deploy.cmd_ms"], d["deploy.node_ms"],
+                 d.get("deploy.resumed_runs", 0), reps,
+                 "" if "deploy.first_full_handshake_ms" not in d else
                  " (full handshake: %.1f ms)"
-                 % d["deploy.cmd_full_handshake_ms"]))
+                 % d["deploy.first_full_handshake_ms"]))
         print("artefacts: module %s B, binary (isoflow-fw) %s B (%.1fx)"
               % (fmt_rate(d["deploy.module_bytes"]),
                  fmt_rate(d["deploy.binary_bytes"]),
                  d["deploy.binary_bytes"] / float(d["deploy.module_bytes"])))
         print("Deploy: p50 %.1f ms (target < %g ms): %s"
-              % (d["deploy.cmd_ms"], DEPLOY_TARGET_MS,
-                 "met" if d["deploy.cmd_ms"] < DEPLOY_TARGET_MS
+              % (d["deploy.first_ms"], DEPLOY_TARGET_MS,
+                 "met" if d["deploy.first_ms"] < DEPLOY_TARGET_MS
                  else "MISSED"))
         print("Deploy: %.2f %% of the firmware-style update (target < %g "
               "%%): %s" % (d["deploy.ratio_pct"], DEPLOY_TARGET_PCT,
@@ -979,7 +982,7 @@ def deploy_section(args, build):
         if not failures and len(parts) == 2:
             print("bench-smoke deploy: firmware-style update %.2f s and "
                   "isoflow deploy %.1f ms measured; JSON complete"
-                  % (d["deploy.fw_total_s"], d["deploy.cmd_ms"]))
+                  % (d["deploy.fw_total_s"], d["deploy.first_ms"]))
     return data, failures
 
 

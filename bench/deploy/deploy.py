@@ -38,6 +38,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+import ports  # noqa: E402  (bench/ports.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 STAGE = "xform"
@@ -69,10 +73,23 @@ def set_version(text, n):
 
 
 def parse_first(out):
-    """(version, node-reported ms) from `isoflow deploy --wait first`
-    output, or None."""
+    """(version, node-reported ms, at_ns or None) from `isoflow deploy
+    --wait first [--json]` output, or None.  at_ns: the node's
+    CLOCK_MONOTONIC at the first message on the new version (--json)."""
+    for line in out.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(ev, dict) and ev.get("event") == "first":
+            at = ev.get("at_ns")
+            return (int(ev.get("version", -1)), float(ev.get("ms", 0)),
+                    int(at) if isinstance(at, (int, float)) and at > 0
+                    else None)
     m = FIRST_RE.search(out)
-    return (int(m.group(1)), float(m.group(2))) if m else None
+    return (int(m.group(1)), float(m.group(2)), None) if m else None
 
 
 def tags_in(lines):
@@ -214,22 +231,11 @@ def run(cmd, what, **kw):
 
 
 def free_port_pair(seed):
-    """Two consecutive loopback ports that nothing listens on now."""
-    import socket
-    for i in range(200):
-        p = 20000 + (seed * 7919 + i * 37) % 40000
-        ok = True
-        for q in (p, p + 1):
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", q))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-        if ok:
-            return p
-    raise DeployBenchError("no free loopback port pair")
+    """Two consecutive free loopback ports (bench/ports.py)."""
+    try:
+        return ports.free_port_pair(seed)
+    except OSError as e:
+        raise DeployBenchError(str(e))
 
 
 class Bench:
@@ -383,34 +389,45 @@ class Bench:
         return v1
 
     def deploy(self, module, n, target):
-        """`isoflow deploy ... --wait first` of module (version n); returns
-        (command seconds, node-reported ms, whether the operator's TLS
-        session was resumed: the entry node, the edge, logs it)."""
+        """`isoflow deploy ... --wait first --json` of module (version n);
+        returns (seconds from the command's start to the first message
+        processed by the new version, command seconds until it returned,
+        node-reported ms, whether the operator's TLS session was resumed:
+        the entry node, the edge, logs it).  The first is what the issue
+        times; it comes from the node's "first" event (at_ns, its
+        CLOCK_MONOTONIC, which time.monotonic_ns reads too on this one
+        host)."""
         self.dp.sink.skip_to_end()
         elog = os.path.join(self.dp.base, "log-edge")
         off = os.path.getsize(elog) if os.path.exists(elog) else 0
         cmd = self.iso + ["deploy", "--flow", self.dp.flow, "--node", target,
                           "--stage", STAGE, "--certs", self.certs, "--as",
-                          "operator", "--wait", "first", module]
-        t0 = time.perf_counter()
+                          "operator", "--wait", "first", "--json", module]
+        t0_ns = time.monotonic_ns()
         r = subprocess.run(cmd, capture_output=True, text=True)
-        dt = time.perf_counter() - t0
+        dt = (time.monotonic_ns() - t0_ns) / 1e9
         if r.returncode != 0:
             raise DeployBenchError("isoflow deploy v%d failed (exit %d): %s"
                                    % (n, r.returncode,
                                       (r.stdout + r.stderr).strip()[-600:]))
         first = parse_first(r.stdout + r.stderr)
-        if not first or first[0] <= 0:
-            raise DeployBenchError("isoflow deploy v%d: no 'first message' "
-                                   "line in its output: %s"
+        if not first or first[0] <= 0 or first[2] is None:
+            raise DeployBenchError("isoflow deploy v%d: no 'first' event "
+                                   "with at_ns in its output: %s"
                                    % (n, (r.stdout + r.stderr)[-300:]))
+        to_first = (first[2] - t0_ns) / 1e9
+        if not 0 < to_first <= dt:
+            raise DeployBenchError("isoflow deploy v%d: first message at "
+                                   "%.1f ms, outside the command's %.1f ms "
+                                   "(not one host clock?)"
+                                   % (n, to_first * 1e3, dt * 1e3))
         # The sink must see the new version too (and nothing lost on the
         # way is checked by the node tests, not here).
         self.dp.sink.wait_tag("v%d" % n, 30)
         with open(elog, "rb") as f:
             f.seek(off)
             resumed = b"connected (TLS session resumed)" in f.read()
-        return dt, first[1], resumed
+        return to_first, dt, first[1], resumed
 
 
 def med(xs):
@@ -466,14 +483,17 @@ def deploy_main(iso, build, reps, smoke, log, parts=("a", "b"),
                     mod_build.append(bt)
                     b.dp.start("v%d" % vdp, 60, settle)
                     try:
-                        dt, node_ms, resumed = b.deploy(mod, vdp + 1, target)
+                        dt, cmd_s, node_ms, resumed = b.deploy(
+                            mod, vdp + 1, target)
                     finally:
                         b.dp.stop()
                     vdp += 1
-                    dp_runs.append((dt, node_ms, resumed))
-                    log("  (b) isoflow deploy v%d: %.1f ms (node: request "
-                        "to first message %.1f ms; %s)"
-                        % (vdp, dt * 1e3, node_ms,
+                    dp_runs.append((dt, node_ms, resumed, cmd_s))
+                    log("  (b) isoflow deploy v%d: first message on it "
+                        "%.1f ms after the command's start, command "
+                        "returned after %.1f ms (node: request to first "
+                        "message %.1f ms; %s)"
+                        % (vdp, dt * 1e3, cmd_s * 1e3, node_ms,
                            "TLS session resumed" if resumed
                            else "full TLS handshake"))
         if fw_runs:
@@ -483,23 +503,27 @@ def deploy_main(iso, build, reps, smoke, log, parts=("a", "b"),
             data["deploy.fw_install_ms"] = round(
                 med([r["install_s"] for r in fw_runs]) * 1e3, 2)
         if dp_runs:
+            # first_ms: the command's start to the first message processed
+            # by the new version (the issue's (b)); cmd_ms: until the
+            # command returned (the "first" event back from the node).
+            data["deploy.first_ms"] = round(
+                med([r[0] for r in dp_runs]) * 1e3, 2)
+            data["deploy.first_max_ms"] = round(
+                max(r[0] for r in dp_runs) * 1e3, 2)
             data["deploy.cmd_ms"] = round(
-                med([d for d, _, _ in dp_runs]) * 1e3, 2)
-            data["deploy.cmd_max_ms"] = round(
-                max(d for d, _, _ in dp_runs) * 1e3, 2)
-            data["deploy.node_ms"] = round(med([m for _, m, _ in dp_runs]),
-                                           2)
+                med([r[3] for r in dp_runs]) * 1e3, 2)
+            data["deploy.node_ms"] = round(med([r[1] for r in dp_runs]), 2)
             # The run's first deploy has no cached TLS session (a fresh
             # certs directory): its full handshake is reported apart.
             data["deploy.resumed_runs"] = sum(1 for r in dp_runs if r[2])
-            full = [d for d, _, r in dp_runs if not r]
+            full = [r[0] for r in dp_runs if not r[2]]
             if full:
-                data["deploy.cmd_full_handshake_ms"] = round(
+                data["deploy.first_full_handshake_ms"] = round(
                     med(full) * 1e3, 2)
             data["deploy.module_build_s"] = round(med(mod_build), 3)
         if fw_runs and dp_runs:
             data["deploy.ratio_pct"] = round(
-                100.0 * data["deploy.cmd_ms"] / 1e3 /
+                100.0 * data["deploy.first_ms"] / 1e3 /
                 data["deploy.fw_total_s"], 3)
         data["deploy.reps"] = reps
         data["deploy.place_device"] = 1 if place == "dev" else 0
@@ -526,7 +550,8 @@ def smoke_problems(data, parts=("a", "b")):
                  "deploy.fw_restart_s", "deploy.binary_bytes",
                  "deploy.fw_full_build_s"]
     if "b" in parts:
-        need += ["deploy.cmd_ms", "deploy.node_ms", "deploy.module_bytes"]
+        need += ["deploy.first_ms", "deploy.cmd_ms", "deploy.node_ms",
+                 "deploy.module_bytes"]
     if "a" in parts and "b" in parts:
         need.append("deploy.ratio_pct")
     return ["missing or non-positive " + k for k in need
@@ -545,18 +570,24 @@ def selftest():
     except DeployBenchError:
         pass
     if parse_first("dev-0: verified v3\ndev-0: first message on v3 after "
-                   "4.5 ms\n") != (3, 4.5):
+                   "4.5 ms\n") != (3, 4.5, None):
         fails.append("parse_first")
+    if parse_first('{"event":"verified","version":3}\n{"event":"first",'
+                   '"version":3,"ms":4.5,"at_ns":123456789,"node":"d"}\n'
+                   '{"summary": "deployed"}\n') != (3, 4.5, 123456789):
+        fails.append("parse_first --json")
     if parse_first("dev-0: healthy\n") is not None:
         fails.append("parse_first without a first line")
     lines = ['{"origin":"dev-0","msg":{"v":"v2","co2":1}}', "garbage",
              '{"msg":"text"}', '{"msg":{"v":"v3"}}']
     if tags_in(lines) != ["v2", "v3"]:
         fails.append("tags_in: %r" % tags_in(lines))
-    if smoke_problems({"deploy.cmd_ms": 3.0, "deploy.node_ms": 1.0,
-                       "deploy.module_bytes": 9}, ("b",)):
+    if smoke_problems({"deploy.first_ms": 2.0, "deploy.cmd_ms": 3.0,
+                       "deploy.node_ms": 1.0, "deploy.module_bytes": 9},
+                      ("b",)):
         fails.append("smoke_problems rejects good figures")
     if smoke_problems({"deploy.cmd_ms": 0}, ("b",)) != [
+            "missing or non-positive deploy.first_ms",
             "missing or non-positive deploy.cmd_ms",
             "missing or non-positive deploy.node_ms",
             "missing or non-positive deploy.module_bytes"]:

@@ -22,10 +22,14 @@ import re
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import ports  # noqa: E402  (bench/ports.py)
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 FLOW = """devices dev "dev-%d" x {n} connect edge
@@ -165,7 +169,7 @@ def throughput_run(cl, mode, devices, rate, seconds, log):
         skip, window = 2, max(1, int(seconds) - 3)
     else:
         skip, window = 0, max(1, int(seconds) - 1)
-    pc = 20000 + (os.getpid() * 7 + int(time.time() * 1000)) % 20000
+    pc = ports.free_port_pair(os.getpid() * 7 + int(time.time() * 1000))
     if mode == "demand":
         # 1024 credits a device: ~100 KB in flight per device link; the
         # demand latency is about 4 x 1024 / throughput (Little's law):
@@ -265,7 +269,7 @@ def connections_run(cl, devices, seconds, log, loadgen=None):
     over a steady window of `seconds`), edge_rss_kb, edge_connect_cpu_s
     (edge CPU until every link was up or progress stopped), connect_s (time
     until then) and handshakes_per_s."""
-    pc = 20000 + (os.getpid() * 13 + int(time.time() * 1000)) % 20000
+    pc = ports.free_port_pair(os.getpid() * 13 + int(time.time() * 1000))
     flow = os.path.join(cl.dir, "c.flow")
     with open(flow, "w") as f:
         f.write(flow_text(devices, pc, pc + 1, cl.stages, cl.lat,
