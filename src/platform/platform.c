@@ -86,26 +86,36 @@ static void heap_keep(void)
 #endif
 }
 
+/* Faults [p, p + n) in: one madvise for its whole pages (a page fault
+ * each costs ~20 us on some VMs), writing them on older kernels. */
+static void populate(uint8_t *p, size_t n, uintptr_t pg)
+{
+    uintptr_t a = (uintptr_t)p, e = a + n;
+    a = (a + pg - 1) & ~(pg - 1);
+    e &= ~(pg - 1);
+    if (e <= a || madvise((void *)a, e - a, MADV_POPULATE_WRITE) != 0)
+        memset(p, 0, n);
+}
+
 void pl_heap_warm(size_t bytes)
 {
     pthread_once(&heap_once, heap_keep);
 #ifdef __GLIBC__
-    if (bytes == 0 || bytes > PL_WARM_MAX)
-        return;
-    uint8_t *p = malloc(bytes);
-    if (!p)
-        return;
+    /* In pieces below the mmap threshold (heap_keep), so that they come
+     * from this thread's arena and stay there once freed (a single block
+     * of 1 MiB or more would be an mmap of its own, unmapped at free). */
+    enum { PIECE = 256 * 1024, MAXP = PL_WARM_MAX / PIECE };
+    uint8_t *pieces[MAXP];
+    size_t np = 0;
     long pg = sysconf(_SC_PAGESIZE);
-    uintptr_t a = (uintptr_t)p, e = a + bytes;
-    if (pg > 0) {
-        a = (a + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
-        e &= ~((uintptr_t)pg - 1);
+    if (bytes > PL_WARM_MAX)
+        bytes = PL_WARM_MAX;
+    while (np * PIECE < bytes && (pieces[np] = malloc(PIECE)) != NULL) {
+        populate(pieces[np], PIECE, pg > 0 ? (uintptr_t)pg : 4096u);
+        np++;
     }
-    /* One call faults every page in (a page fault each costs ~20 us on
-     * some VMs); writing them is the fallback on older kernels. */
-    if (e <= a || madvise((void *)a, e - a, MADV_POPULATE_WRITE) != 0)
-        memset(p, 0, bytes);
-    free(p);
+    while (np > 0)
+        free(pieces[--np]);
 #else
     (void)bytes;
 #endif
