@@ -207,7 +207,23 @@ fail:
     return DP_EIO;
 }
 
+dp_status dp__sync_parent(const char *path, char *err, size_t errlen)
+{
+    if (sync_parent(path) != 0) {
+        dp__errf(err, errlen, "cannot sync the directory of '%s': %s", path,
+                 strerror(errno));
+        return DP_EIO;
+    }
+    return DP_OK;
+}
+
 dp_status dp__commit_tmp(const char *path, char *err, size_t errlen)
+{
+    return dp__commit_tmp_sync(path, 1, err, errlen);
+}
+
+dp_status dp__commit_tmp_sync(const char *path, int sync, char *err,
+                              size_t errlen)
 {
     char tmp[DP__PATH_CAP];
     int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -226,12 +242,7 @@ dp_status dp__commit_tmp(const char *path, char *err, size_t errlen)
         unlink(tmp);
         return DP_EIO;
     }
-    if (sync_parent(path) != 0) {
-        dp__errf(err, errlen, "cannot sync the directory of '%s': %s", path,
-                 strerror(errno));
-        return DP_EIO;
-    }
-    return DP_OK;
+    return sync ? dp__sync_parent(path, err, errlen) : DP_OK;
 }
 
 dp_status dp__write_atomic(const char *path, const void *data, size_t len,

@@ -27,6 +27,8 @@ struct dp_store {
     dp_version_info *v;   /* v[i].version == i + 1 */
     size_t n, cap;
     char err[512];
+    int defer_sync;       /* dp_store_defer_syncs */
+    int sync_pending;     /* a commit's syncs are still to be done */
 };
 
 static const char *const outcome_names[] = {NULL, "active", "rolled-back",
@@ -144,9 +146,10 @@ static int repair_tail(const char *path)
     return close(fd);
 }
 
-/* Appends one line durably (O_APPEND, fsync).  DP_OK or DP_EIO. */
-static dp_status append_line(dp_store *s, const char *path, const char *line,
-                             size_t len)
+/* Appends one line durably (O_APPEND, fsync; with nosync the fsync is
+ * left to dp_store_sync).  DP_OK or DP_EIO. */
+static dp_status append_line_x(dp_store *s, const char *path,
+                               const char *line, size_t len, int nosync)
 {
     size_t off = 0;
     int fd;
@@ -165,7 +168,7 @@ static dp_status append_line(dp_store *s, const char *path, const char *line,
         }
         off += (size_t)w;
     }
-    if (fsync(fd) != 0) {
+    if (!nosync && fsync(fd) != 0) {
         close(fd);
         goto fail;
     }
@@ -176,6 +179,46 @@ fail:
     dp__errf(s->err, sizeof s->err, "cannot append to '%s': %s", path,
              errno ? strerror(errno) : "short write");
     return DP_EIO;
+}
+
+static dp_status append_line(dp_store *s, const char *path, const char *line,
+                             size_t len)
+{
+    return append_line_x(s, path, line, len, 0);
+}
+
+void dp_store_defer_syncs(dp_store *s, int on)
+{
+    if (s)
+        s->defer_sync = on != 0;
+}
+
+dp_status dp_store_sync(dp_store *s)
+{
+    char path[DP__PATH_CAP];
+    int fd;
+    if (s == NULL)
+        return DP_EARG;
+    if (!s->sync_pending)
+        return DP_OK;
+    /* The renamed module file's directory, then versions.log. */
+    if (path_of(s, path, sizeof path, "store", "x", ".wasm") != 0)
+        return DP_EARG;
+    if (dp__sync_parent(path, s->err, sizeof s->err) != DP_OK)
+        return DP_EIO;
+    if (path_of(s, path, sizeof path, "versions.log", NULL, NULL) != 0)
+        return DP_EARG;
+    fd = open(path, O_RDONLY);
+    if (fd < 0 || fsync(fd) != 0) {
+        dp__errf(s->err, sizeof s->err, "cannot sync '%s': %s", path,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return DP_EIO;
+    }
+    close(fd);
+    s->sync_pending = 0;
+    return DP_OK;
 }
 
 /* Loads versions.log into s->v (after cutting a torn last line). */
@@ -298,6 +341,7 @@ void dp_store_close(dp_store *s)
 {
     if (s == NULL)
         return;
+    (void)dp_store_sync(s);
     free(s->v);
     free(s);
 }
@@ -424,7 +468,12 @@ dp_status dp_store_commit(dp_store *s, dp_staged *st, const dp_sig_info *sig,
         s->v = nv;
         s->cap = nc;
     }
-    rc = dp__commit_tmp(st->path, s->err, sizeof s->err);
+    if (dp_store_sync(s) != DP_OK) {
+        dp_store_abort(s, st);
+        return DP_EIO;
+    }
+    rc = dp__commit_tmp_sync(st->path, !s->defer_sync, s->err,
+                             sizeof s->err);
     if (rc != DP_OK) {
         free(st); /* the tmp file is gone, or left as a crash leaves it */
         return rc;
@@ -448,9 +497,11 @@ dp_status dp_store_commit(dp_store *s, dp_staged *st, const dp_sig_info *sig,
                  (unsigned long long)vi.signed_version);
     if (path_of(s, path, sizeof path, "versions.log", NULL, NULL) != 0)
         return DP_EARG;
-    rc = append_line(s, path, line, (size_t)n);
+    rc = append_line_x(s, path, line, (size_t)n, s->defer_sync);
     if (rc != DP_OK)
         return rc;
+    if (s->defer_sync)
+        s->sync_pending = 1;
     s->v[s->n++] = vi;
     *version = vi.version;
     return DP_OK;
@@ -547,6 +598,8 @@ dp_status dp_store_record(dp_store *s, const char *stage, uint64_t version,
         return DP_EARG;
     if (!stage_ok(s, stage))
         return DP_EARG;
+    if (dp_store_sync(s) != DP_OK) /* a deferred commit first */
+        return DP_EIO;
     if (outcome < DP_ACTIVE || outcome > DP_FAILED_INIT) {
         dp__errf(s->err, sizeof s->err, "unknown outcome %d", outcome);
         return DP_EARG;
@@ -594,6 +647,9 @@ dp_status dp_store_activate(dp_store *s, const char *stage, uint64_t version)
                  (unsigned long long)version);
         return DP_ENOENT;
     }
+    /* A deferred commit is durable before its version can be active. */
+    if (dp_store_sync(s) != DP_OK)
+        return DP_EIO;
     n = snprintf(text, sizeof text, "%llu %s\n", (unsigned long long)version,
                  s->v[version - 1].sha256);
     if (path_of(s, path, sizeof path, "active", stage, NULL) != 0)

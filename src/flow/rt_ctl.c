@@ -1245,6 +1245,9 @@ fl_status fl__ctl_new(fl_runtime *rt, const fl_graph *g, const fl_run_opts *o,
         fl__ctl_free(c);
         return FL_IO;
     }
+    /* A deploy's commit does not wait for the disk before the swap: its
+     * syncs run with the activation, on the side, before "first". */
+    dp_store_defer_syncs(c->store, 1);
     if (o->trust) {
         c->trust = dp_trust_new();
         if (!c->trust ||

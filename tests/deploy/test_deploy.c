@@ -431,6 +431,40 @@ static void test_store_stage_commit(void **state)
     dp_store_close(s);
 }
 
+/* dp_store_defer_syncs: a commit's version exists at once; dp_store_sync,
+ * an activation or the next commit makes it durable; reopened, the store
+ * has every version and the active one. */
+static void test_store_deferred_sync(void **state)
+{
+    uint8_t a[] = {5, 5}, b[] = {6, 6, 6};
+    dp_staged *st = NULL;
+    dp_version_info vi;
+    uint64_t va = 0, vb = 0;
+    dp_store *s;
+    (void)state;
+    s = open_store(0);
+    dp_store_defer_syncs(s, 1);
+    assert_int_equal(dp_store_sync(s), DP_OK); /* nothing pending */
+    assert_int_equal(dp_store_stage(s, a, sizeof a, &st), DP_OK);
+    assert_int_equal(dp_store_commit(s, st, NULL, &va), DP_OK);
+    assert_int_equal(dp_store_version(s, va, &vi), DP_OK);
+    assert_int_equal(vi.size, sizeof a);
+    assert_int_equal(dp_store_sync(s), DP_OK);
+    assert_int_equal(dp_store_stage(s, b, sizeof b, &st), DP_OK);
+    assert_int_equal(dp_store_commit(s, st, NULL, &vb), DP_OK);
+    assert_int_equal(vb, va + 1);
+    assert_int_equal(dp_store_activate(s, "ds", vb), DP_OK); /* syncs first */
+    assert_int_equal(dp_store_sync(s), DP_OK);
+    dp_store_close(s);
+    s = open_store(0);
+    assert_int_equal(dp_store_version(s, va, &vi), DP_OK);
+    assert_int_equal(dp_store_version(s, vb, &vi), DP_OK);
+    assert_int_equal(vi.size, sizeof b);
+    assert_int_equal(dp_store_active(s, "ds", &vi), DP_OK);
+    assert_int_equal(vi.version, vb);
+    dp_store_close(s);
+}
+
 static void test_store_atomic_activation(void **state)
 {
     uint8_t a[] = {1}, b[] = {2};
@@ -523,6 +557,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_put_activate_reopen, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_store_stage_commit, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_store_deferred_sync, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_store_atomic_activation, setup,
                                         teardown),
