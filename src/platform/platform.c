@@ -86,6 +86,7 @@ static void heap_keep(void)
 #endif
 }
 
+#ifdef __GLIBC__
 /* Faults [p, p + n) in: one madvise for its whole pages (a page fault
  * each costs ~20 us on some VMs), writing them on older kernels. */
 static void populate(uint8_t *p, size_t n, uintptr_t pg)
@@ -96,6 +97,7 @@ static void populate(uint8_t *p, size_t n, uintptr_t pg)
     if (e <= a || madvise((void *)a, e - a, MADV_POPULATE_WRITE) != 0)
         memset(p, 0, n);
 }
+#endif
 
 void pl_heap_warm(size_t bytes)
 {
