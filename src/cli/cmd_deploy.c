@@ -347,6 +347,16 @@ static void finish(dpc_ctx *c, dpc_target *t, dpc_outcome o)
     pthread_cond_broadcast(&c->cv);
 }
 
+/* --json: prints o as one line (stdout, flushed). */
+static void json_line(const cJSON *o)
+{
+    char *line = o ? cJSON_PrintUnformatted(o) : NULL;
+    if (line)
+        printf("%s\n", line);
+    free(line);
+    fflush(stdout);
+}
+
 /* deploy/rollback --json: every line a JSON object (dpc_json), and the
  * text of a node's event is not printed (dpc_quiet: the event itself is). */
 static int dpc_json, dpc_quiet;
@@ -369,15 +379,10 @@ static void say(const dpc_target *t, const char *fmt, ...)
         vsnprintf(text, sizeof text, fmt, ap);
         va_end(ap);
         cJSON *o = cJSON_CreateObject();
-        char *line = NULL;
-        if (o && cJSON_AddStringToObject(o, "node", t->name) &&
-            cJSON_AddStringToObject(o, "message", text))
-            line = cJSON_PrintUnformatted(o);
-        if (line)
-            printf("%s\n", line);
-        free(line);
+        cJSON_AddStringToObject(o, "node", t->name);
+        cJSON_AddStringToObject(o, "message", text);
+        json_line(o);
         cJSON_Delete(o);
-        fflush(stdout);
         return;
     }
     printf("%s: ", t->name);
@@ -391,14 +396,9 @@ static void say(const dpc_target *t, const char *fmt, ...)
 /* --json: the node's event as it came, with "node" added. */
 static void print_event(const dpc_target *t, cJSON *j)
 {
-    char *line = NULL;
-    if (cJSON_GetObjectItemCaseSensitive(j, "node") || /* a relay names it */
-        cJSON_AddStringToObject(j, "node", t->name))
-        line = cJSON_PrintUnformatted(j);
-    if (line)
-        printf("%s\n", line);
-    free(line);
-    fflush(stdout);
+    if (!cJSON_GetObjectItemCaseSensitive(j, "node")) /* a relay names it */
+        cJSON_AddStringToObject(j, "node", t->name);
+    json_line(j);
 }
 
 /*
@@ -906,9 +906,8 @@ static int parse_args(int argc, char **argv, const char *which,
     return 0;
 }
 
-/* Opens the operator's TLS identity from --certs/--as; NULL with the
- * reason printed. */
-/* The operator's TLS identity (NULL with the reason in id->err). */
+/* The operator's TLS identity from --certs/--as, made by open_identity
+ * (NULL with the reason in err). */
 typedef struct dpc_identity {
     const dpc_args *a;
     nt_tls *tls;
@@ -1094,13 +1093,20 @@ static void print_summary(const dpc_ctx *c, const char *what,
     }
     static const char *const okword[] = {"running", "swapped", "healthy"};
     if (dpc_json) {
-        printf("{\"summary\": \"%s\", \"stage\": \"%s\", \"%s\": %u, "
-               "\"rolled_back\": %u, \"rejected\": %u, \"failed_init\": %u, "
-               "\"failed\": %u, \"unreachable\": %u, \"not_tried\": %u, "
-               "\"nodes\": %u, \"seconds\": %.3f}\n",
-               what, c->stage, okword[c->wait], n[O_OK], n[O_ROLLED],
-               n[O_REJECTED], n[O_FAILED_INIT], n[O_ERROR], n[O_UNREACH],
-               n[O_SKIPPED], c->ntargets, elapsed_s(c->t0));
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "summary", what);
+        cJSON_AddStringToObject(o, "stage", c->stage);
+        cJSON_AddNumberToObject(o, okword[c->wait], n[O_OK]);
+        cJSON_AddNumberToObject(o, "rolled_back", n[O_ROLLED]);
+        cJSON_AddNumberToObject(o, "rejected", n[O_REJECTED]);
+        cJSON_AddNumberToObject(o, "failed_init", n[O_FAILED_INIT]);
+        cJSON_AddNumberToObject(o, "failed", n[O_ERROR]);
+        cJSON_AddNumberToObject(o, "unreachable", n[O_UNREACH]);
+        cJSON_AddNumberToObject(o, "not_tried", n[O_SKIPPED]);
+        cJSON_AddNumberToObject(o, "nodes", c->ntargets);
+        cJSON_AddNumberToObject(o, "seconds", elapsed_s(c->t0));
+        json_line(o);
+        cJSON_Delete(o);
         return;
     }
     printf("%s stage %s", what, c->stage);
@@ -1202,13 +1208,19 @@ static int run_command(int op, int argc, char **argv)
     if (op == OP_DEPLOY && cli_streq(a.strategy, "canary") &&
         c.ntargets > 1) {
         dpc_target *t0 = &c.targets[0];
-        printf(dpc_json ? "{\"canary\": \"%s\", \"watch_s\": %.1f, "
-                          "\"others\": %u}\n%.0s"
-                        : "canary %s: watching %.1f s before the other %u "
-                          "node%s\n",
-               t0->name, a.canary_time, c.ntargets - 1,
-               c.ntargets == 2 ? "" : "s");
-        fflush(stdout);
+        if (dpc_json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "canary", t0->name);
+            cJSON_AddNumberToObject(o, "watch_s", a.canary_time);
+            cJSON_AddNumberToObject(o, "others", c.ntargets - 1);
+            json_line(o);
+            cJSON_Delete(o);
+        } else {
+            printf("canary %s: watching %.1f s before the other %u node%s\n",
+                   t0->name, a.canary_time, c.ntargets - 1,
+                   c.ntargets == 2 ? "" : "s");
+            fflush(stdout);
+        }
         int w = c.wait;
         c.wait = W_HEALTHY; /* the canary must be healthy */
         run_batch(&c, loop, tls, 0, 1,
@@ -1220,11 +1232,17 @@ static int run_command(int op, int argc, char **argv)
             canary_failed = t0->name;
             for (uint32_t i = 1; i < c.ntargets; i++)
                 c.targets[i].outcome = O_SKIPPED;
-            printf(dpc_json ? "{\"canary_failed\": \"%s\", "
-                              "\"untouched\": %u}\n%.0s"
-                            : "canary %s failed: rollout stopped, %u node%s "
-                              "left untouched\n",
-                   t0->name, c.ntargets - 1, c.ntargets == 2 ? "" : "s");
+            if (dpc_json) {
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddStringToObject(o, "canary_failed", t0->name);
+                cJSON_AddNumberToObject(o, "untouched", c.ntargets - 1);
+                json_line(o);
+                cJSON_Delete(o);
+            } else {
+                printf("canary %s failed: rollout stopped, %u node%s left "
+                       "untouched\n", t0->name, c.ntargets - 1,
+                       c.ntargets == 2 ? "" : "s");
+            }
         }
     } else {
         run_batch(&c, loop, tls, 0, c.ntargets, c.watch_ms);
