@@ -50,10 +50,11 @@ dp_status dp__write_tmp(const char *path, const void *data, size_t len,
                         unsigned mode, char *err, size_t errlen);
 dp_status dp__commit_tmp(const char *path, char *err, size_t errlen);
 /* dp__commit_tmp with the directory's sync only when sync (else the
- * caller syncs it later with dp__sync_parent). */
+ * caller syncs the directory later with dp__sync). */
 dp_status dp__commit_tmp_sync(const char *path, int sync, char *err,
                               size_t errlen);
-dp_status dp__sync_parent(const char *path, char *err, size_t errlen);
+/* fsync of a file, or of a directory (dir nonzero).  DP_OK or DP_EIO. */
+dp_status dp__sync(const char *path, int dir, char *err, size_t errlen);
 
 /* Test hook: when nonzero, the next dp__write_atomic stops after the
  * temporary file is written and synced and before the rename (as a crash

@@ -140,13 +140,23 @@ out:
     return rc;
 }
 
+/* fsync of the file or directory at path (flags: O_DIRECTORY or 0). */
+static int sync_path(const char *path, int flags)
+{
+    int fd = open(path, O_RDONLY | flags), rc;
+    if (fd < 0)
+        return -1;
+    rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
 /* fsync of the directory holding path (so a rename in it is durable). */
 static int sync_parent(const char *path)
 {
     char dir[DP__PATH_CAP];
     const char *slash = strrchr(path, '/');
     size_t n = slash ? (size_t)(slash - path) : 0;
-    int fd, rc;
     if (n == 0) {
         dir[0] = slash ? '/' : '.';
         dir[1] = '\0';
@@ -156,12 +166,16 @@ static int sync_parent(const char *path)
         memcpy(dir, path, n);
         dir[n] = '\0';
     }
-    fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return -1;
-    rc = fsync(fd);
-    close(fd);
-    return rc;
+    return sync_path(dir, O_DIRECTORY);
+}
+
+dp_status dp__sync(const char *path, int dir, char *err, size_t errlen)
+{
+    if (sync_path(path, dir ? O_DIRECTORY : 0) != 0) {
+        dp__errf(err, errlen, "cannot sync '%s': %s", path, strerror(errno));
+        return DP_EIO;
+    }
+    return DP_OK;
 }
 
 dp_status dp__write_tmp(const char *path, const void *data, size_t len,
@@ -207,16 +221,6 @@ fail:
     return DP_EIO;
 }
 
-dp_status dp__sync_parent(const char *path, char *err, size_t errlen)
-{
-    if (sync_parent(path) != 0) {
-        dp__errf(err, errlen, "cannot sync the directory of '%s': %s", path,
-                 strerror(errno));
-        return DP_EIO;
-    }
-    return DP_OK;
-}
-
 dp_status dp__commit_tmp(const char *path, char *err, size_t errlen)
 {
     return dp__commit_tmp_sync(path, 1, err, errlen);
@@ -242,7 +246,12 @@ dp_status dp__commit_tmp_sync(const char *path, int sync, char *err,
         unlink(tmp);
         return DP_EIO;
     }
-    return sync ? dp__sync_parent(path, err, errlen) : DP_OK;
+    if (sync && sync_parent(path) != 0) {
+        dp__errf(err, errlen, "cannot sync the directory of '%s': %s", path,
+                 strerror(errno));
+        return DP_EIO;
+    }
+    return DP_OK;
 }
 
 dp_status dp__write_atomic(const char *path, const void *data, size_t len,

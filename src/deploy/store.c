@@ -196,27 +196,16 @@ void dp_store_defer_syncs(dp_store *s, int on)
 dp_status dp_store_sync(dp_store *s)
 {
     char path[DP__PATH_CAP];
-    int fd;
     if (s == NULL)
         return DP_EARG;
     if (!s->sync_pending)
         return DP_OK;
-    /* The renamed module file's directory, then versions.log. */
-    if (path_of(s, path, sizeof path, "store", "x", ".wasm") != 0)
-        return DP_EARG;
-    if (dp__sync_parent(path, s->err, sizeof s->err) != DP_OK)
+    /* The directory the module file was renamed into, then versions.log. */
+    if (path_of(s, path, sizeof path, "store", NULL, NULL) != 0 ||
+        dp__sync(path, 1, s->err, sizeof s->err) != DP_OK ||
+        path_of(s, path, sizeof path, "versions.log", NULL, NULL) != 0 ||
+        dp__sync(path, 0, s->err, sizeof s->err) != DP_OK)
         return DP_EIO;
-    if (path_of(s, path, sizeof path, "versions.log", NULL, NULL) != 0)
-        return DP_EARG;
-    fd = open(path, O_RDONLY);
-    if (fd < 0 || fsync(fd) != 0) {
-        dp__errf(s->err, sizeof s->err, "cannot sync '%s': %s", path,
-                 strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return DP_EIO;
-    }
-    close(fd);
     s->sync_pending = 0;
     return DP_OK;
 }
