@@ -441,9 +441,11 @@ static void job_wait(fl__ctl *c)
     c->job_on = 0;
 }
 
-/* Ends the side thread (after the control thread: no job is pending). */
+/* Waits for a pending job, then ends the side thread (after the control
+ * thread, so that no new job comes). */
 static void job_thread_stop(fl__ctl *c)
 {
+    job_wait(c);
     if (!c->jth_live)
         return;
     pthread_mutex_lock(&c->jmu);
@@ -1334,6 +1336,7 @@ void fl__ctl_free(fl__ctl *c)
     if (!c)
         return;
     fl__ctl_stop(c);
+    job_thread_stop(c); /* also when the control thread never ran */
     while (c->qh) {
         req *r = c->qh;
         c->qh = r->next;
@@ -1355,7 +1358,6 @@ void fl__ctl_free(fl__ctl *c)
         dp_store_close(c->store);
     if (c->trust)
         dp_trust_free(c->trust);
-    job_thread_stop(c);
     pthread_mutex_destroy(&c->jmu);
     pthread_cond_destroy(&c->jcv);
     pthread_mutex_destroy(&c->mu);
