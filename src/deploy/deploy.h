@@ -240,14 +240,16 @@ DP_API dp_status dp_store_commit(dp_store *s, dp_staged *st,
                                  uint64_t *version /* OUT */);
 DP_API void dp_store_abort(dp_store *s, dp_staged *st);
 
-/* With on, dp_store_commit leaves its two syncs (the store directory
- * after the rename, versions.log after its line) for later: the version
+/* With on, dp_store_stage and dp_store_commit leave their three syncs
+ * (the module file, the store directory after the rename, versions.log
+ * after its line) for later: the version
  * exists at once but is durable only after dp_store_sync, which every
  * dp_store_activate, dp_store_record, the next commit and dp_store_close
  * run first.  A node turns it on: its swap then does not wait for the
  * disk, and the version becomes active (durably, with its "first" event)
- * only after both syncs.  A crash before them can lose the version and
- * leaves the previous one active. */
+ * only after the three syncs.  A crash before them can lose the version
+ * (or leave its file damaged, which dp_store_read reports) and leaves
+ * the previous one active. */
 DP_API void dp_store_defer_syncs(dp_store *s, int on);
 DP_API dp_status dp_store_sync(dp_store *s);
 

@@ -7,6 +7,7 @@
 #ifndef ISOFLOW_DEPLOY_INT_H
 #define ISOFLOW_DEPLOY_INT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,11 @@ dp_status dp__write_atomic(const char *path, const void *data, size_t len,
  * the rename fails). */
 dp_status dp__write_tmp(const char *path, const void *data, size_t len,
                         unsigned mode, char *err, size_t errlen);
+/* dp__write_tmp, the file synced only when sync (else the caller syncs
+ * it later with dp__sync). */
+dp_status dp__write_tmp_sync(const char *path, const void *data, size_t len,
+                             unsigned mode, int sync, char *err,
+                             size_t errlen);
 dp_status dp__commit_tmp(const char *path, char *err, size_t errlen);
 /* dp__commit_tmp with the directory's sync only when sync (else the
  * caller syncs the directory later with dp__sync). */
@@ -60,5 +66,7 @@ dp_status dp__sync(const char *path, int dir, char *err, size_t errlen);
  * temporary file is written and synced and before the rename (as a crash
  * would), returns DP_EIO "simulated crash" and decrements the counter. */
 extern int dp__crash_before_rename;
+/* Tests: fsync calls made by the store and the file helpers. */
+extern atomic_ulong dp__fsyncs;
 
 #endif /* ISOFLOW_DEPLOY_INT_H */

@@ -19,6 +19,7 @@
 #include "platform.h"
 
 int dp__crash_before_rename = 0;
+atomic_ulong dp__fsyncs;
 
 static const char *const status_msgs[] = {
 #define DP__M(name, msg) msg,
@@ -147,6 +148,7 @@ static int sync_path(const char *path, int flags)
     if (fd < 0)
         return -1;
     rc = fsync(fd);
+    atomic_fetch_add(&dp__fsyncs, 1);
     close(fd);
     return rc;
 }
@@ -181,6 +183,13 @@ dp_status dp__sync(const char *path, int dir, char *err, size_t errlen)
 dp_status dp__write_tmp(const char *path, const void *data, size_t len,
                         unsigned mode, char *err, size_t errlen)
 {
+    return dp__write_tmp_sync(path, data, len, mode, 1, err, errlen);
+}
+
+dp_status dp__write_tmp_sync(const char *path, const void *data, size_t len,
+                             unsigned mode, int sync, char *err,
+                             size_t errlen)
+{
     char tmp[DP__PATH_CAP];
     const uint8_t *p = data;
     size_t off = 0;
@@ -205,7 +214,7 @@ dp_status dp__write_tmp(const char *path, const void *data, size_t len,
             goto fail;
         off += (size_t)w;
     }
-    if (fsync(fd) != 0)
+    if (sync && (atomic_fetch_add(&dp__fsyncs, 1), fsync(fd) != 0))
         goto fail;
     if (close(fd) != 0) {
         fd = -1;

@@ -29,6 +29,7 @@ struct dp_store {
     char err[512];
     int defer_sync;       /* dp_store_defer_syncs */
     int sync_pending;     /* a commit's syncs are still to be done */
+    char sync_file[DP__PATH_CAP]; /* its module file, synced first */
 };
 
 static const char *const outcome_names[] = {NULL, "active", "rolled-back",
@@ -168,7 +169,7 @@ static dp_status append_line_x(dp_store *s, const char *path,
         }
         off += (size_t)w;
     }
-    if (!nosync && fsync(fd) != 0) {
+    if (!nosync && (atomic_fetch_add(&dp__fsyncs, 1), fsync(fd) != 0)) {
         close(fd);
         goto fail;
     }
@@ -200,7 +201,12 @@ dp_status dp_store_sync(dp_store *s)
         return DP_EARG;
     if (!s->sync_pending)
         return DP_OK;
-    /* The directory the module file was renamed into, then versions.log. */
+    /* The module file, the directory it was renamed into, then
+     * versions.log: the line naming a version is synced last. */
+    if (s->sync_file[0] && dp__sync(s->sync_file, 0, s->err,
+                                    sizeof s->err) != DP_OK)
+        return DP_EIO;
+    s->sync_file[0] = '\0';
     if (path_of(s, path, sizeof path, "store", NULL, NULL) != 0 ||
         dp__sync(path, 1, s->err, sizeof s->err) != DP_OK ||
         path_of(s, path, sizeof path, "versions.log", NULL, NULL) != 0 ||
@@ -391,7 +397,9 @@ dp_status dp_store_stage(dp_store *s, const uint8_t *module, size_t len,
         free(st);
         return DP_EARG;
     }
-    rc = dp__write_tmp(st->path, module, len, 0644, s->err, sizeof s->err);
+    /* Deferred syncs: the file is synced by dp_store_sync too. */
+    rc = dp__write_tmp_sync(st->path, module, len, 0644, !s->defer_sync,
+                            s->err, sizeof s->err);
     if (rc != DP_OK) {
         free(st);
         return rc;
@@ -467,6 +475,8 @@ dp_status dp_store_commit(dp_store *s, dp_staged *st, const dp_sig_info *sig,
         free(st); /* the tmp file is gone, or left as a crash leaves it */
         return rc;
     }
+    if (s->defer_sync)
+        memcpy(s->sync_file, st->path, sizeof s->sync_file);
     memset(&vi, 0, sizeof vi);
     vi.version = s->n + 1;
     memcpy(vi.sha256, st->sha, sizeof st->sha);

@@ -442,14 +442,21 @@ static void test_store_deferred_sync(void **state)
     uint64_t va = 0, vb = 0;
     dp_store *s;
     (void)state;
+    unsigned long f0;
     s = open_store(0);
     dp_store_defer_syncs(s, 1);
     assert_int_equal(dp_store_sync(s), DP_OK); /* nothing pending */
+    f0 = atomic_load(&dp__fsyncs);
     assert_int_equal(dp_store_stage(s, a, sizeof a, &st), DP_OK);
     assert_int_equal(dp_store_commit(s, st, NULL, &va), DP_OK);
+    assert_int_equal(atomic_load(&dp__fsyncs), f0); /* none yet */
     assert_int_equal(dp_store_version(s, va, &vi), DP_OK);
     assert_int_equal(vi.size, sizeof a);
     assert_int_equal(dp_store_sync(s), DP_OK);
+    /* the module file, the store directory, versions.log */
+    assert_int_equal(atomic_load(&dp__fsyncs), f0 + 3);
+    assert_int_equal(dp_store_sync(s), DP_OK); /* done: nothing more */
+    assert_int_equal(atomic_load(&dp__fsyncs), f0 + 3);
     assert_int_equal(dp_store_stage(s, b, sizeof b, &st), DP_OK);
     assert_int_equal(dp_store_commit(s, st, NULL, &vb), DP_OK);
     assert_int_equal(vb, va + 1);
@@ -462,6 +469,13 @@ static void test_store_deferred_sync(void **state)
     assert_int_equal(vi.size, sizeof b);
     assert_int_equal(dp_store_active(s, "ds", &vi), DP_OK);
     assert_int_equal(vi.version, vb);
+    /* Without deferral a commit is durable when it returns. */
+    uint8_t c3[] = {7};
+    uint64_t vc = 0;
+    f0 = atomic_load(&dp__fsyncs);
+    assert_int_equal(dp_store_stage(s, c3, sizeof c3, &st), DP_OK);
+    assert_int_equal(dp_store_commit(s, st, NULL, &vc), DP_OK);
+    assert_int_equal(atomic_load(&dp__fsyncs), f0 + 3);
     dp_store_close(s);
 }
 
