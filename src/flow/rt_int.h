@@ -270,6 +270,15 @@ fl__wmod *fl__wasm_inst_mod(fl__inst *in);
 fl_status fl__wasm_create_mod(const fl__stage *d, fl__wmod *m,
                               const if_host_api *api, void *ctx,
                               fl__inst **out, char *err, size_t errlen);
+/* fl__wasm_create_mod in two steps, so that a swap instantiates before
+ * its pause: the instance (memory, segments, exports checked) with no
+ * host behind it, then init(config) with api/ctx (on failure the instance
+ * is freed). */
+fl_status fl__wasm_instantiate(const fl__stage *d, fl__wmod *m,
+                               fl__inst **out, char *err, size_t errlen);
+fl_status fl__wasm_init(const fl__stage *d, fl__inst *in,
+                        const if_host_api *api, void *ctx, char *err,
+                        size_t errlen);
 /* Runs stage_migrate(from) when the module defines it (else FL_OK). */
 fl_status fl__wasm_migrate(fl__inst *in, int32_t from, char *err,
                            size_t errlen);
@@ -305,15 +314,19 @@ bool fl__rt_stage_info(fl_runtime *rt, const char *name, uint32_t *idx,
  * unparked again). */
 fl_status fl__rt_park(fl_runtime *rt, uint32_t stage, uint32_t ticket,
                       uint32_t timeout_ms);
-/* Parked instances only.  Creates instance k's new host from m, running
- * init then migrate(from) with if_meta(VERSION) = version. */
+/* Parked instances only.  Makes instance k's new host from m, running
+ * init then migrate(from) with if_meta(VERSION) = version.  pre: an
+ * instance of m from fl__code_instantiate, made before the pause, which
+ * this consumes (it becomes *out or is freed); NULL: created here. */
 fl_status fl__rt_prepare(fl_runtime *rt, uint32_t stage, uint32_t k,
-                         fl__code *m, uint32_t version, uint32_t from,
-                         fl__inst **out, char *err, size_t errlen);
-/* Installs a prepared host as instance k's (the old one is destroyed). */
-void fl__rt_install(fl_runtime *rt, uint32_t stage, uint32_t k,
-                    fl__inst *host, uint32_t version, uint32_t gen,
-                    bool watching);
+                         fl__code *m, fl__inst *pre, uint32_t version,
+                         uint32_t from, fl__inst **out, char *err,
+                         size_t errlen);
+/* Installs a prepared host as instance k's; returns the old one, which
+ * the caller destroys (fl__rt_host_destroy) once the pause is over. */
+fl__inst *fl__rt_install(fl_runtime *rt, uint32_t stage, uint32_t k,
+                         fl__inst *host, uint32_t version, uint32_t gen,
+                         bool watching);
 /* Instance k's host (may be NULL) and kv table. */
 fl__inst *fl__rt_inst_host(fl_runtime *rt, uint32_t stage, uint32_t k);
 fl__kv *fl__rt_inst_kv(fl_runtime *rt, uint32_t stage, uint32_t k);
@@ -362,6 +375,11 @@ fl_status fl__code_create(const fl__stage *d, fl__code *c,
                           char *err, size_t errlen);
 fl_status fl__code_migrate(const fl__stage *d, fl__inst *in, int32_t from,
                            char *err, size_t errlen);
+/* A wasm instance of c made ahead of a swap's pause (no init, no host):
+ * FL_OK with *out, or with *out NULL for code that is created whole in
+ * the pause (native); an error with err. */
+fl_status fl__code_instantiate(const fl__stage *d, fl__code *c,
+                               fl__inst **out, char *err, size_t errlen);
 /* fl_runtime_swap with code already loaded by fl__code_load for this stage
  * (the control plane validates a module once and swaps that code in); the
  * caller keeps its reference. */

@@ -126,6 +126,15 @@ fl_status fl__code_create(const fl__stage *d, fl__code *c,
     return fl__wasm_create_mod(d, c->w, api, ctx, out, err, errlen);
 }
 
+fl_status fl__code_instantiate(const fl__stage *d, fl__code *c,
+                               fl__inst **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (c->native)
+        return FL_OK;
+    return fl__wasm_instantiate(d, c->w, out, err, errlen);
+}
+
 fl_status fl__code_migrate(const fl__stage *d, fl__inst *in, int32_t from,
                            char *err, size_t errlen)
 {
@@ -381,7 +390,7 @@ static fl_status swap_in(fl_runtime *rt, const char *stage,
     bool stopped = false, watch;
     fl__swst *sw = NULL;
     fl__code *m = NULL, *prev = NULL;
-    fl__inst **hosts = NULL;
+    fl__inst **hosts = NULL, **pre = NULL;
     fl__kv *saved = NULL;
     uint32_t nsaved = 0;
     char why[256];
@@ -443,10 +452,24 @@ static fl_status swap_in(fl_runtime *rt, const char *stage,
         }
     }
     hosts = calloc(ninst, sizeof *hosts);
+    pre = calloc(ninst, sizeof *pre);
     saved = calloc(ninst, sizeof *saved);
-    if (!hosts || !saved) {
+    if (!hosts || !pre || !saved) {
         result_fail(sw, r, FL_NOMEM, version, "out of memory");
         goto out;
+    }
+    /* The new instances (memory, segments) before the pause: only their
+     * init and migrate, which may use the host's state, run inside it. */
+    for (uint32_t k = 0; k < ninst; k++) {
+        why[0] = '\0';
+        st = fl__code_instantiate(d, m, &pre[k], why, sizeof why);
+        if (st != FL_OK) {
+            result_fail(sw, r, st == FL_NOMEM ? FL_NOMEM : FL_CHECK, version,
+                        "version %u refused: instance %u of %u: %s",
+                        (unsigned)version, (unsigned)k + 1, (unsigned)ninst,
+                        why[0] ? why : fl_status_msg(st));
+            goto out;
+        }
     }
     r->prepare_us = (double)(sw_mono() - t0) / 1e3;
 
@@ -470,8 +493,9 @@ static fl_status swap_in(fl_runtime *rt, const char *stage,
     }
     for (uint32_t k = 0; k < ninst; k++) {
         why[0] = '\0';
-        st = fl__rt_prepare(rt, idx, k, m, version, r->from_version,
+        st = fl__rt_prepare(rt, idx, k, m, pre[k], version, r->from_version,
                             &hosts[k], why, sizeof why);
+        pre[k] = NULL; /* consumed */
         if (st != FL_OK) {
             result_fail(sw, r, st == FL_NOMEM ? FL_NOMEM : FL_CHECK, version,
                         "version %u refused: instance %u of %u: %s",
@@ -510,15 +534,17 @@ static fl_status swap_in(fl_runtime *rt, const char *stage,
     sw->reason[0] = '\0';
     gen = atomic_load(&sw->gen);
     pthread_mutex_unlock(&sw->mu);
-    for (uint32_t k = 0; k < ninst; k++) {
-        fl__rt_install(rt, idx, k, hosts[k], version, gen, watch);
-        hosts[k] = NULL;
-    }
+    for (uint32_t k = 0; k < ninst; k++) /* hosts[k]: now the old one */
+        hosts[k] = fl__rt_install(rt, idx, k, hosts[k], version, gen, watch);
     fl__rt_park(rt, idx, 0, 0);
     r->status = FL_OK;
     r->version = version;
     r->instances = ninst;
     r->pause_us = (double)(sw_mono() - tp) / 1e3;
+    for (uint32_t k = 0; k < ninst; k++) { /* after the pause */
+        fl__rt_host_destroy(rt, idx, hosts[k]);
+        hosts[k] = NULL;
+    }
     for (uint32_t k = 0; k < ninst; k++)
         fl__kv_fini(&saved[k]);
     goto out;
@@ -538,8 +564,11 @@ undo:
     }
     fl__rt_park(rt, idx, 0, 0);
 out:
+    for (uint32_t k = 0; pre && k < ninst; k++)
+        fl__rt_host_destroy(rt, idx, pre[k]);
     fl__code_release(m);
     free(hosts);
+    free(pre);
     free(saved);
     pthread_mutex_unlock(&sw->swap_mu);
     return r->status;

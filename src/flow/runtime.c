@@ -2441,8 +2441,9 @@ fl_status fl__rt_park(fl_runtime *rt, uint32_t stage, uint32_t ticket,
 }
 
 fl_status fl__rt_prepare(fl_runtime *rt, uint32_t stage, uint32_t k,
-                         fl__code *m, uint32_t version, uint32_t from,
-                         fl__inst **out, char *err, size_t errlen)
+                         fl__code *m, fl__inst *pre, uint32_t version,
+                         uint32_t from, fl__inst **out, char *err,
+                         size_t errlen)
 {
     rt_stage *st = &rt->stages[stage];
     rt_inst *in = &st->insts[k];
@@ -2451,7 +2452,13 @@ fl_status fl__rt_prepare(fl_runtime *rt, uint32_t stage, uint32_t k,
     fl_status s;
     in->phase = PH_INIT;
     in->version = version;
-    s = fl__code_create(st->d, m, &host_api, in, &h, err, errlen);
+    if (pre) { /* a wasm instance made before the pause: its init now */
+        s = fl__wasm_init(st->d, pre, &host_api, in, err, errlen);
+        if (s == FL_OK)
+            h = pre;
+    } else {
+        s = fl__code_create(st->d, m, &host_api, in, &h, err, errlen);
+    }
     if (s == FL_OK) {
         s = fl__code_migrate(st->d, h, (int32_t)from, err, errlen);
         if (s != FL_OK) {
@@ -2465,18 +2472,18 @@ fl_status fl__rt_prepare(fl_runtime *rt, uint32_t stage, uint32_t k,
     return s;
 }
 
-void fl__rt_install(fl_runtime *rt, uint32_t stage, uint32_t k,
-                    fl__inst *host, uint32_t version, uint32_t gen,
-                    bool watching)
+fl__inst *fl__rt_install(fl_runtime *rt, uint32_t stage, uint32_t k,
+                         fl__inst *host, uint32_t version, uint32_t gen,
+                         bool watching)
 {
     rt_stage *st = &rt->stages[stage];
     rt_inst *in = &st->insts[k];
-    if (in->host)
-        st->ops->destroy(in->host);
+    fl__inst *old = in->host;
     in->host = host;
     in->version = version;
     in->gen = gen;
     in->watching = watching;
+    return old;
 }
 
 fl__inst *fl__rt_inst_host(fl_runtime *rt, uint32_t stage, uint32_t k)

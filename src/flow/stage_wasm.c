@@ -640,16 +640,15 @@ static fl_status wasm_check(const fl__stage *d, char *err, size_t errlen)
     return st;
 }
 
-/* Creates an instance of `given` (NULL: the file d->path) and runs its
- * init(config).  *out owned by the caller. */
-static fl_status wasm_create_from(const fl__stage *d, wmod *given,
-                                  const if_host_api *api, void *ctx,
-                                  fl__inst **out, char *err, size_t errlen)
+/* Runs w's init(config) with host api/ctx from now on; on failure w is
+ * freed and err says why. */
+static fl_status wasm_init(const fl__stage *d, winst *w,
+                           const if_host_api *api, void *ctx, char *err,
+                           size_t errlen)
 {
-    winst *w = NULL;
-    fl_status st = winst_new(d, given, api, ctx, &w, err, errlen);
-    if (st != FL_OK)
-        return st;
+    fl_status st = FL_OK;
+    w->api = api;
+    w->ctx = ctx;
     const char *cfg = d->config ? d->config : "";
     size_t len = strlen(cfg);
     char why[512];
@@ -669,6 +668,21 @@ static fl_status wasm_create_from(const fl__stage *d, wmod *given,
         winst_free(w);
         return st;
     }
+    return FL_OK;
+}
+
+/* Creates an instance of `given` (NULL: the file d->path) and runs its
+ * init(config).  *out owned by the caller. */
+static fl_status wasm_create_from(const fl__stage *d, wmod *given,
+                                  const if_host_api *api, void *ctx,
+                                  fl__inst **out, char *err, size_t errlen)
+{
+    winst *w = NULL;
+    fl_status st = winst_new(d, given, api, ctx, &w, err, errlen);
+    if (st == FL_OK)
+        st = wasm_init(d, w, api, ctx, err, errlen);
+    if (st != FL_OK)
+        return st;
     *out = (fl__inst *)(void *)w;
     return FL_OK;
 }
@@ -841,6 +855,24 @@ fl_status fl__wasm_create_mod(const fl__stage *d, fl__wmod *m,
                               fl__inst **out, char *err, size_t errlen)
 {
     return wasm_create_from(d, m, api, ctx, out, err, errlen);
+}
+
+fl_status fl__wasm_instantiate(const fl__stage *d, fl__wmod *m,
+                               fl__inst **out, char *err, size_t errlen)
+{
+    winst *w = NULL;
+    fl_status st = winst_new(d, m, &fl__dummy_api, NULL, &w, err, errlen);
+    if (st != FL_OK)
+        return st;
+    *out = (fl__inst *)(void *)w;
+    return FL_OK;
+}
+
+fl_status fl__wasm_init(const fl__stage *d, fl__inst *in,
+                        const if_host_api *api, void *ctx, char *err,
+                        size_t errlen)
+{
+    return wasm_init(d, W(in), api, ctx, err, errlen);
 }
 
 /* Runs isoflow_migrate(from) when the stage defines stage_migrate: FL_OK
