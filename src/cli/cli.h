@@ -62,6 +62,38 @@ void cli_cmd_versions_help(FILE *out);
 int cli_cmd_rollback(int argc, char **argv);
 void cli_cmd_rollback_help(FILE *out);
 
+int cli_cmd_agent(int argc, char **argv);
+void cli_cmd_agent_help(FILE *out);
+
+/* The client side of `isoflow agent` (agent.c), for deploy / rollback /
+ * versions.  cli_agent_path: the default socket DIR/NAME.agent for --certs
+ * DIR --as NAME (0, or -1 when too long for a Unix socket).
+ * cli_agent_probe: 0 when an agent answers on path.  cli_agent_connect:
+ * a connection to the node at addr (which must present `role`) through
+ * the agent; cb runs on a thread of the connection's with conn NULL:
+ * on_open once the agent's link is up, on_frame for each CTL_REPLY,
+ * on_close once at the end (the link lost or refused, the agent gone:
+ * the reason).  0, or -1 with err.  cli_agent_send: whole frames (CTL,
+ * ids >= 1); 0 or -1.  cli_agent_close: ends it (after on_close ran). */
+typedef struct cli_agent_conn cli_agent_conn;
+struct nt_callbacks;
+int cli_agent_path(const char *certs, const char *as, char *out, size_t cap);
+int cli_agent_probe(const char *path);
+int cli_agent_connect(const char *path, const char *addr, int role,
+                      const struct nt_callbacks *cb, void *user,
+                      cli_agent_conn **out, char *err, size_t errlen);
+int cli_agent_send(cli_agent_conn *c, const uint8_t *data, size_t len);
+void cli_agent_close(cli_agent_conn *c);
+
+/* Reads a flow file for its topology (nodes, groups, stages, addresses)
+ * without opening the stage files (the operator commands need names and
+ * addresses only; loading every module would cost milliseconds).  An
+ * fl_status: FL_OK with *g, or the parser's positioned error in err
+ * (FL_IO, err empty, when the file cannot be read: that was printed). */
+struct fl_graph;
+int cli_load_topology(const char *path, struct fl_graph **g, char *err,
+                      size_t errlen);
+
 /* Prints "isoflow: <message>\n" to stderr. */
 void cli_errf(const char *fmt, ...)
 #if defined(__GNUC__) || defined(__clang__)

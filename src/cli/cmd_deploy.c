@@ -51,7 +51,8 @@ typedef struct dpc_entry {
     char name[DPC_NAME];
     const char *addr;       /* borrowed from the graph */
     int role;               /* nt_role the node must present */
-    nt_conn *conn;          /* NULL until needed */
+    nt_conn *conn;          /* NULL until needed (direct) */
+    cli_agent_conn *agent;  /* or through the agent */
     int open, down, closed; /* down: an attempt failed or the link was lost */
     uint64_t start_ns;      /* when the connection was started */
     char why[256];          /* why it is down (REFUSE reason or close) */
@@ -91,6 +92,7 @@ typedef struct dpc_ctx {
     /* the batch run_batch is running: cb_open sends its requests at once */
     int batch_on;
     uint32_t batch_from, batch_to, batch_watch_ms;
+    const char *agent_path;   /* through `isoflow agent` (NULL: direct) */
 } dpc_ctx;
 
 void cli_cmd_deploy_help(FILE *out)
@@ -103,7 +105,7 @@ void cli_cmd_deploy_help(FILE *out)
         "                      [--strategy all|canary] [--watch S] "
         "[--canary-time S]\n"
         "                      [--wait first|swapped|healthy] [--timeout S]\n"
-        "                      [--json]\n\n"
+        "                      [--agent PATH | --no-agent] [--json]\n\n"
         "Sends the signed module MODULE (.wasm, or a native .so) for stage\n"
         "STAGE to running nodes over their TLS control channel, with an\n"
         "operator certificate.  Each node verifies the signature against\n"
@@ -136,6 +138,10 @@ void cli_cmd_deploy_help(FILE *out)
         "                    the watch (healthy, the default)\n"
         "  --timeout S       give up on a node after S seconds (default\n"
         "                    --watch + 30)\n"
+        "  --agent PATH      go through the `isoflow agent` on PATH (an\n"
+        "                    error when none answers there); by default an\n"
+        "                    agent on CERTS/NAME.agent is used when it runs\n"
+        "  --no-agent        connect directly even when an agent runs\n"
         "  --json            one JSON object per line: each node's events\n"
         "                    as they come ({\"node\": ..., \"event\": ...};\n"
         "                    \"first\" carries at_ns, the node's\n"
@@ -185,6 +191,7 @@ void cli_cmd_rollback_help(FILE *out)
 
 /* Index of the entry for listening place `via`, added when missing; -1 on
  * error (message printed). */
+
 static int entry_for(dpc_ctx *c, const fl_place *via)
 {
     for (uint32_t i = 0; i < c->nentries; i++)
@@ -614,8 +621,14 @@ static int send_request(dpc_ctx *c, dpc_target *t, uint32_t watch_ms)
                    strlen(json), c->op == OP_DEPLOY ? c->module : NULL,
                    c->op == OP_DEPLOY ? c->module_len : 0);
     free(json);
-    if (s == NT_OK)
-        s = nt_conn_send(c->entries[t->entry].conn, b.data, b.len);
+    if (s == NT_OK) {
+        dpc_entry *e = &c->entries[t->entry];
+        if (e->agent)
+            s = cli_agent_send(e->agent, b.data, b.len) == 0 ? NT_OK
+                                                            : NT_ECLOSED;
+        else
+            s = nt_conn_send(e->conn, b.data, b.len);
+    }
     nt_buf_free(&b);
     if (s == NT_OK) {
         t->sent = 1;
@@ -648,13 +661,19 @@ static void run_batch(dpc_ctx *c, nt_loop *loop, nt_tls *tls, uint32_t from,
     c->batch_watch_ms = watch_ms;
     for (uint32_t i = from; i < to; i++) {
         dpc_entry *e = &c->entries[c->targets[i].entry];
-        if (e->conn || e->down)
+        if (e->conn || e->agent || e->down)
             continue;
         e->start_ns = cli_now_ns();
         pthread_mutex_unlock(&c->mu);
         nt_conn *conn = NULL;
-        nt_status s = nt_connect(loop, tls, e->addr, e->role, &dpc_callbacks,
-                                 e, &conn, err, sizeof err);
+        nt_status s;
+        if (c->agent_path) /* sets e->agent before its callbacks run */
+            s = cli_agent_connect(c->agent_path, e->addr, e->role,
+                                  &dpc_callbacks, e, &e->agent, err,
+                                  sizeof err) == 0 ? NT_OK : NT_ECLOSED;
+        else
+            s = nt_connect(loop, tls, e->addr, e->role, &dpc_callbacks, e,
+                           &conn, err, sizeof err);
         pthread_mutex_lock(&c->mu);
         if (s != NT_OK) {
             e->down = 1;
@@ -718,40 +737,19 @@ static void run_batch(dpc_ctx *c, nt_loop *loop, nt_tls *tls, uint32_t from,
     for (uint32_t i = 0; i < c->nentries; i++) {
         dpc_entry *e = &c->entries[i];
         pthread_mutex_lock(&c->mu);
-        int close_it = e->conn && e->down && !e->closed;
+        int close_it = (e->conn || e->agent) && e->down && !e->closed;
         if (close_it)
             e->closed = 1;
         pthread_mutex_unlock(&c->mu);
-        if (close_it)
+        if (close_it && e->conn)
             nt_conn_close(e->conn);
+        else if (close_it) {
+            cli_agent_close(e->agent);
+            pthread_mutex_lock(&c->mu);
+            e->agent = NULL;
+            pthread_mutex_unlock(&c->mu);
+        }
     }
-}
-
-/* Parses the flow file for its nodes, groups and stages without opening
- * the stage files (the command only needs names and addresses; loading
- * and validating every module would add milliseconds to each deploy).
- * FL_OK or the parser's positioned error in err (FL_IO when unreadable). */
-static fl_status load_flow(const char *path, fl_graph **g, char *err,
-                           size_t errlen)
-{
-    uint8_t *text;
-    size_t len;
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (cli_read_file(path, CLI_MAX_FILE_BYTES, &text, &len) != 0) {
-        err[0] = '\0';
-        return FL_IO;
-    }
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    fl_status s = fl_graph_parse(path, (const char *)text, len, dir, 0, g,
-                                 err, errlen);
-    free(text);
-    return s;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -759,10 +757,10 @@ static fl_status load_flow(const char *path, fl_graph **g, char *err,
 
 typedef struct dpc_args {
     const char *flow, *node, *layer, *group, *stage, *module, *sig;
-    const char *certs, *as, *strategy, *wait;
+    const char *certs, *as, *strategy, *wait, *agent;
     double watch, canary_time, timeout;
     long long to;
-    int json;
+    int json, no_agent;
 } dpc_args;
 
 /* Parses a number of seconds >= 0 for option `opt`; -1 when invalid. */
@@ -805,6 +803,10 @@ static int parse_args(int argc, char **argv, const char *which,
             a->json = 1;
             continue;
         }
+        if (cli_streq(o, "--no-agent")) {
+            a->no_agent = 1;
+            continue;
+        }
         if (o[0] != '-' || o[1] == '\0') {
             if (a->module || !cli_streq(which, "deploy")) {
                 cli_errf("%s: unexpected argument '%s' (see 'isoflow %s "
@@ -831,6 +833,8 @@ static int parse_args(int argc, char **argv, const char *which,
             a->certs = v;
         else if (cli_streq(o, "--as"))
             a->as = v;
+        else if (cli_streq(o, "--agent"))
+            a->agent = v;
         else if (cli_streq(o, "--timeout")) {
             if ((a->timeout = parse_secs(o, v)) < 0)
                 return CLI_EXIT_USAGE;
@@ -867,6 +871,10 @@ static int parse_args(int argc, char **argv, const char *which,
                      which, o, which);
             return CLI_EXIT_USAGE;
         }
+    }
+    if (a->agent && a->no_agent) {
+        cli_errf("%s: --agent and --no-agent exclude each other", which);
+        return CLI_EXIT_USAGE;
     }
     if (!a->flow || !a->stage) {
         cli_errf("%s needs --flow FILE and --stage STAGE (see 'isoflow %s "
@@ -1105,6 +1113,7 @@ static void print_summary(const dpc_ctx *c, const char *what,
         cJSON_AddNumberToObject(o, "not_tried", n[O_SKIPPED]);
         cJSON_AddNumberToObject(o, "nodes", c->ntargets);
         cJSON_AddNumberToObject(o, "seconds", elapsed_s(c->t0));
+        cJSON_AddStringToObject(o, "via", c->agent_path ? "agent" : "direct");
         json_line(o);
         cJSON_Delete(o);
         return;
@@ -1124,8 +1133,9 @@ static void print_summary(const dpc_ctx *c, const char *what,
     if (n[O_SKIPPED])
         printf(", %u not tried (canary %s failed: rollout stopped)",
                n[O_SKIPPED], canary_failed);
-    printf(" of %u node%s in %.2f s\n", c->ntargets,
-           c->ntargets == 1 ? "" : "s", elapsed_s(c->t0));
+    printf(" of %u node%s in %.2f s%s\n", c->ntargets,
+           c->ntargets == 1 ? "" : "s", elapsed_s(c->t0),
+           c->agent_path ? " (through the agent)" : "");
 }
 
 /*
@@ -1146,7 +1156,7 @@ static int run_command(int op, int argc, char **argv)
     nt_loop *loop = NULL;
     dpc_identity id;
     uint8_t *mod = NULL;
-    char err[4096];
+    char err[4096], agent_path[256];
     const char *canary_failed = NULL;
     int rc = parse_args(argc, argv, which, helps[op], &a);
     if (rc != 0)
@@ -1166,8 +1176,26 @@ static int run_command(int op, int argc, char **argv)
 
     dpc_json = a.json && op != OP_VERSIONS;
     rc = CLI_EXIT_FAIL;
-    identity_start(&id, &a);
-    fl_status s = load_flow(a.flow, &g, err, sizeof err);
+    /* Through a running `isoflow agent` when one answers on its socket (a
+     * connect, ~20 us): no OpenSSL here at all.  Otherwise, or with
+     * --no-agent, the command makes its own TLS connections. */
+    memset(&id, 0, sizeof id);
+    if (!a.no_agent) {
+        const char *p = a.agent;
+        if (!p && cli_agent_path(a.certs, a.as, agent_path,
+                                 sizeof agent_path) == 0)
+            p = agent_path;
+        if (p && cli_agent_probe(p) == 0) {
+            c.agent_path = p;
+        } else if (a.agent) {
+            cli_errf("%s: no agent answers on %s (start one with 'isoflow "
+                     "agent', or leave --agent out)", which, a.agent);
+            goto out;
+        }
+    }
+    if (!c.agent_path)
+        identity_start(&id, &a);
+    fl_status s = (fl_status)cli_load_topology(a.flow, &g, err, sizeof err);
     if (s != FL_OK) {
         if (err[0]) /* an unreadable file was reported by cli_read_file */
             fprintf(stderr, "%s\n", err);
@@ -1197,13 +1225,15 @@ static int run_command(int op, int argc, char **argv)
         c.module = mod;
     }
     rc = CLI_EXIT_FAIL;
-    if (nt_loop_new(&loop, err, sizeof err) != NT_OK) {
-        cli_errf("%s: cannot start the network loop: %s", which, err);
-        goto out;
+    if (!c.agent_path) {
+        if (nt_loop_new(&loop, err, sizeof err) != NT_OK) {
+            cli_errf("%s: cannot start the network loop: %s", which, err);
+            goto out;
+        }
+        tls = identity_wait(&id, 1);
+        if (!tls)
+            goto out;
     }
-    tls = identity_wait(&id, 1);
-    if (!tls)
-        goto out;
 
     if (op == OP_DEPLOY && cli_streq(a.strategy, "canary") &&
         c.ntargets > 1) {
@@ -1264,6 +1294,8 @@ static int run_command(int op, int argc, char **argv)
     }
 
 out:
+    for (uint32_t i = 0; i < c.nentries; i++)
+        cli_agent_close(c.entries[i].agent);
     if (loop)
         nt_loop_free(loop); /* closes every connection */
     if (!tls)

@@ -50,6 +50,8 @@ static const cli_command commands[] = {
      cli_cmd_versions, cli_cmd_versions_help},
     {"rollback", "swap a stage on a running node back to an earlier version",
      cli_cmd_rollback, cli_cmd_rollback_help},
+    {"agent", "keep an operator's connections to nodes open (fast deploys)",
+     cli_cmd_agent, cli_cmd_agent_help},
     {"help", "show help for a command", cmd_help, cmd_help_help},
 };
 

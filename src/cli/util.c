@@ -189,3 +189,27 @@ int cli_run_option(const char *a, const char *v, struct fl_run_opts *o,
     }
     return 1;
 }
+
+/* See cli.h. */
+int cli_load_topology(const char *path, struct fl_graph **g, char *err,
+                      size_t errlen)
+{
+    uint8_t *text;
+    size_t len;
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (cli_read_file(path, CLI_MAX_FILE_BYTES, &text, &len) != 0) {
+        err[0] = '\0';
+        return FL_IO;
+    }
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    fl_status s = fl_graph_parse(path, (const char *)text, len, dir, 0, g,
+                                 err, errlen);
+    free(text);
+    return s;
+}
