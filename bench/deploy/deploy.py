@@ -20,7 +20,12 @@ stage running:
     also the node-reported ms (request received -> first message on the new
     version).  Each deploy sends a new module (v2, v3, ...: every version
     is distinct content), built and signed beforehand (its build time is
-    reported as a note, not counted).
+    reported as a note, not counted).  Two ways, alternating:
+    cold  --no-agent: the command starts OpenSSL, makes its TLS context
+          and resumes a TLS session with the entry node itself;
+    agent through `isoflow agent --flow` (started with the cluster, its
+          links to the edge and the cloud up before the command: an
+          operator's kept connections, like ssh's ControlMaster).
 
 The sink is a `jsonl` stage on the cloud; the stage tags its output with
 its version ("v":"vN").  (a) and (b) alternate, each on its own cluster
@@ -388,8 +393,45 @@ class Bench:
                                                          "bench.pub")])
         return v1
 
-    def deploy(self, module, n, target):
-        """`isoflow deploy ... --wait first --json` of module (version n);
+    def start_agent(self, timeout=15.0):
+        """`isoflow agent --flow` for the deploy cluster; returns once its
+        socket answers and its links to the edge and the cloud are up."""
+        sock = os.path.join(self.certs, "operator.agent")
+        log = os.path.join(self.dp.base, "log-agent")
+        off = os.path.getsize(log) if os.path.exists(log) else 0
+        with open(log, "a") as f:
+            p = subprocess.Popen(self.iso + ["agent", "--certs", self.certs,
+                                             "--flow", self.dp.flow],
+                                 stdout=f, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL)
+        deadline = time.perf_counter() + timeout
+        text = ""
+        while time.perf_counter() < deadline:
+            with open(log, errors="replace") as f:
+                f.seek(off)
+                text = f.read()
+            if (os.path.exists(sock) and "connected to edge" in text and
+                    "connected to cloud" in text):
+                return p
+            if p.poll() is not None:
+                break
+            time.sleep(0.02)
+        self.stop_agent(p)
+        raise DeployBenchError("isoflow agent not ready after %g s: %s"
+                               % (timeout, text.strip()[-400:]))
+
+    def stop_agent(self, p):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def deploy(self, module, n, target, via="cold"):
+        """`isoflow deploy ... --wait first --json` of module (version n),
+        cold (--no-agent) or through the running agent (via "agent");
         returns (seconds from the command's start to the first message
         processed by the new version, command seconds until it returned,
         node-reported ms, whether the operator's TLS session was resumed:
@@ -403,6 +445,8 @@ class Bench:
         cmd = self.iso + ["deploy", "--flow", self.dp.flow, "--node", target,
                           "--stage", STAGE, "--certs", self.certs, "--as",
                           "operator", "--wait", "first", "--json", module]
+        cmd += (["--agent", os.path.join(self.certs, "operator.agent")]
+                if via == "agent" else ["--no-agent"])
         t0_ns = time.monotonic_ns()
         r = subprocess.run(cmd, capture_output=True, text=True)
         dt = (time.monotonic_ns() - t0_ns) / 1e9
@@ -415,6 +459,13 @@ class Bench:
             raise DeployBenchError("isoflow deploy v%d: no 'first' event "
                                    "with at_ns in its output: %s"
                                    % (n, (r.stdout + r.stderr)[-300:]))
+        try:
+            got = json.loads(r.stdout.strip().splitlines()[-1]).get("via")
+        except (ValueError, IndexError, AttributeError):
+            got = None
+        if got != ("agent" if via == "agent" else "direct"):
+            raise DeployBenchError("isoflow deploy v%d: summary says via %r, "
+                                   "expected %s" % (n, got, via))
         to_first = (first[2] - t0_ns) / 1e9
         if not 0 < to_first <= dt:
             raise DeployBenchError("isoflow deploy v%d: first message at "
@@ -437,7 +488,8 @@ def med(xs):
 def deploy_main(iso, build, reps, smoke, log, parts=("a", "b"),
                 place="dev"):
     """Runs the benchmark; returns (flat figures deploy.*, failures,
-    notes).  smoke: the small stage (tiny.c), one repetition."""
+    notes).  smoke: the small stage (tiny.c), one repetition.  Part "b"
+    runs both ways (cold, agent) each repetition."""
     data, failures, notes = {}, [], []
     stage_src = os.path.join(HERE, "stages", "tiny.c" if smoke else "xform.c")
     target = "dev-0" if place == "dev" else "edge"
@@ -448,6 +500,7 @@ def deploy_main(iso, build, reps, smoke, log, parts=("a", "b"),
         b = Bench(iso, build, scr, stage_src, place, log, quick_fw=smoke)
         b.setup_pki()
         fw_runs, dp_runs, mod_build = [], [], []
+        ag_runs = []
         if "a" in parts:
             full, binary = b.setup_fw()
             data["deploy.fw_full_build_s"] = round(full, 2)
@@ -461,9 +514,11 @@ def deploy_main(iso, build, reps, smoke, log, parts=("a", "b"),
             data["deploy.module_bytes"] = os.path.getsize(v1)
         vfw, vdp = 1, 1
         for rep in range(reps):
-            order = ("a", "b") if rep % 2 == 0 else ("b", "a")
+            order = (("a", "b", "agent") if rep % 2 == 0
+                     else ("agent", "b", "a"))
             for part in order:
-                if part not in parts:
+                if part not in parts and not (part == "agent" and
+                                              "b" in parts):
                     continue
                 if part == "a":
                     b.fw.start("v%d" % vfw, 60, settle)
@@ -479,23 +534,33 @@ def deploy_main(iso, build, reps, smoke, log, parts=("a", "b"),
                                      r["install_s"] * 1e3, r["stop_s"],
                                      r["restart_s"]))
                 else:
+                    via = "agent" if part == "agent" else "cold"
                     mod, bt = b.module(vdp + 1)
                     mod_build.append(bt)
                     b.dp.start("v%d" % vdp, 60, settle)
+                    agent = None
                     try:
+                        if via == "agent":
+                            agent = b.start_agent()
+                            time.sleep(settle / 2)
                         dt, cmd_s, node_ms, resumed = b.deploy(
-                            mod, vdp + 1, target)
+                            mod, vdp + 1, target, via)
                     finally:
+                        if agent:
+                            b.stop_agent(agent)
                         b.dp.stop()
                     vdp += 1
-                    dp_runs.append((dt, node_ms, resumed, cmd_s))
-                    log("  (b) isoflow deploy v%d: first message on it "
+                    (ag_runs if via == "agent" else dp_runs).append(
+                        (dt, node_ms, resumed, cmd_s))
+                    log("  (b) isoflow deploy v%d, %s: first message on it "
                         "%.1f ms after the command's start, command "
                         "returned after %.1f ms (node: request to first "
-                        "message %.1f ms; %s)"
-                        % (vdp, dt * 1e3, cmd_s * 1e3, node_ms,
-                           "TLS session resumed" if resumed
-                           else "full TLS handshake"))
+                        "message %.1f ms%s)"
+                        % (vdp, "through the agent" if via == "agent"
+                           else "cold", dt * 1e3, cmd_s * 1e3, node_ms,
+                           "" if via == "agent" else
+                           "; TLS session resumed" if resumed
+                           else "; full TLS handshake"))
         if fw_runs:
             for k in ("total_s", "build_s", "stop_s", "restart_s"):
                 data["deploy.fw_%s" % k] = round(
@@ -521,9 +586,23 @@ def deploy_main(iso, build, reps, smoke, log, parts=("a", "b"),
                 data["deploy.first_full_handshake_ms"] = round(
                     med(full) * 1e3, 2)
             data["deploy.module_build_s"] = round(med(mod_build), 3)
+        if ag_runs:
+            # The same through `isoflow agent` (its links already up).
+            data["deploy.agent_first_ms"] = round(
+                med([r[0] for r in ag_runs]) * 1e3, 2)
+            data["deploy.agent_first_max_ms"] = round(
+                max(r[0] for r in ag_runs) * 1e3, 2)
+            data["deploy.agent_cmd_ms"] = round(
+                med([r[3] for r in ag_runs]) * 1e3, 2)
+            data["deploy.agent_node_ms"] = round(
+                med([r[1] for r in ag_runs]), 2)
         if fw_runs and dp_runs:
             data["deploy.ratio_pct"] = round(
                 100.0 * data["deploy.first_ms"] / 1e3 /
+                data["deploy.fw_total_s"], 3)
+        if fw_runs and ag_runs:
+            data["deploy.agent_ratio_pct"] = round(
+                100.0 * data["deploy.agent_first_ms"] / 1e3 /
                 data["deploy.fw_total_s"], 3)
         data["deploy.reps"] = reps
         data["deploy.place_device"] = 1 if place == "dev" else 0
@@ -551,9 +630,10 @@ def smoke_problems(data, parts=("a", "b")):
                  "deploy.fw_full_build_s"]
     if "b" in parts:
         need += ["deploy.first_ms", "deploy.cmd_ms", "deploy.node_ms",
-                 "deploy.module_bytes"]
+                 "deploy.module_bytes", "deploy.agent_first_ms",
+                 "deploy.agent_cmd_ms", "deploy.agent_node_ms"]
     if "a" in parts and "b" in parts:
-        need.append("deploy.ratio_pct")
+        need += ["deploy.ratio_pct", "deploy.agent_ratio_pct"]
     return ["missing or non-positive " + k for k in need
             if not isinstance(data.get(k), (int, float)) or data[k] <= 0]
 
@@ -583,14 +663,19 @@ def selftest():
     if tags_in(lines) != ["v2", "v3"]:
         fails.append("tags_in: %r" % tags_in(lines))
     if smoke_problems({"deploy.first_ms": 2.0, "deploy.cmd_ms": 3.0,
-                       "deploy.node_ms": 1.0, "deploy.module_bytes": 9},
-                      ("b",)):
+                       "deploy.node_ms": 1.0, "deploy.module_bytes": 9,
+                       "deploy.agent_first_ms": 1.0,
+                       "deploy.agent_cmd_ms": 2.0,
+                       "deploy.agent_node_ms": 1.0}, ("b",)):
         fails.append("smoke_problems rejects good figures")
     if smoke_problems({"deploy.cmd_ms": 0}, ("b",)) != [
             "missing or non-positive deploy.first_ms",
             "missing or non-positive deploy.cmd_ms",
             "missing or non-positive deploy.node_ms",
-            "missing or non-positive deploy.module_bytes"]:
+            "missing or non-positive deploy.module_bytes",
+            "missing or non-positive deploy.agent_first_ms",
+            "missing or non-positive deploy.agent_cmd_ms",
+            "missing or non-positive deploy.agent_node_ms"]:
         fails.append("smoke_problems misses gaps")
     with tempfile.TemporaryDirectory() as d:
         p = os.path.join(d, "s.jsonl")
