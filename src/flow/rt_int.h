@@ -258,9 +258,12 @@ int fl__rt_link_ask(fl_runtime *rt, uint32_t stage, uint32_t asks);
 typedef struct fl__wmod fl__wmod;
 /* Validates `bytes` as a new version of wasm stage d (engine validation,
  * imports, ABI exports, the exports its role needs); FL_OK with a
- * reference, FL_ARG (not a wasm stage), FL_CHECK or FL_NOMEM with err. */
+ * reference, FL_ARG (not a wasm stage), FL_CHECK or FL_NOMEM with err.
+ * spare (may be NULL): the instance the checks ran on, kept as
+ * fl__wasm_instantiate would have made it, instead of freed. */
 fl_status fl__wasm_load(const fl__stage *d, const uint8_t *bytes, size_t len,
-                        fl__wmod **out, char *err, size_t errlen);
+                        fl__wmod **out, fl__inst **spare, char *err,
+                        size_t errlen);
 void fl__wasm_mod_release(fl__wmod *m);
 fl__wmod *fl__wasm_mod_ref(fl__wmod *m); /* one more reference; returns m */
 uint64_t fl__wasm_mod_hash(const fl__wmod *m); /* FNV-1a 64 of the bytes */
@@ -276,6 +279,7 @@ fl_status fl__wasm_create_mod(const fl__stage *d, fl__wmod *m,
  * is freed). */
 fl_status fl__wasm_instantiate(const fl__stage *d, fl__wmod *m,
                                fl__inst **out, char *err, size_t errlen);
+void fl__wasm_inst_free(fl__inst *in); /* NULL: nothing */
 fl_status fl__wasm_init(const fl__stage *d, fl__inst *in,
                         const if_host_api *api, void *ctx, char *err,
                         size_t errlen);

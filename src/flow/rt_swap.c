@@ -25,6 +25,9 @@ struct fl__code {
     bool native;
     fl__wmod *w;              /* wasm: one reference */
     fl__nmod *n;              /* native: one reference */
+    /* wasm: the instance fl__code_load checked the module on, handed to
+     * the first fl__code_instantiate (saves making another); owned. */
+    _Atomic(fl__inst *) spare;
 };
 
 static fl__code *code_wrap(fl__wmod *w, fl__nmod *n)
@@ -62,8 +65,9 @@ fl_status fl__code_load(const fl__stage *d, const uint8_t *bytes, size_t len,
     fl__nmod *n = NULL;
     fl_status st;
     *out = NULL;
+    fl__inst *spare = NULL;
     if (kind_is(d, "wasm"))
-        st = fl__wasm_load(d, bytes, len, &w, err, errlen);
+        st = fl__wasm_load(d, bytes, len, &w, &spare, err, errlen);
     else if (kind_is(d, "native"))
         st = fl__native_load(d, bytes, len, &n, err, errlen);
     else {
@@ -77,9 +81,11 @@ fl_status fl__code_load(const fl__stage *d, const uint8_t *bytes, size_t len,
         return st;
     *out = code_wrap(w, n);
     if (!*out) {
+        fl__wasm_inst_free(spare);
         snprintf(err, errlen, "out of memory");
         return FL_NOMEM;
     }
+    atomic_store(&(*out)->spare, spare);
     return FL_OK;
 }
 
@@ -94,6 +100,7 @@ void fl__code_release(fl__code *c)
 {
     if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
         return;
+    fl__wasm_inst_free(atomic_load(&c->spare));
     fl__wasm_mod_release(c->w);
     fl__native_mod_release(c->n);
     free(c);
@@ -132,6 +139,8 @@ fl_status fl__code_instantiate(const fl__stage *d, fl__code *c,
     *out = NULL;
     if (c->native)
         return FL_OK;
+    if ((*out = atomic_exchange(&c->spare, NULL)) != NULL)
+        return FL_OK; /* the one the load checked: as good as new */
     return fl__wasm_instantiate(d, c->w, out, err, errlen);
 }
 

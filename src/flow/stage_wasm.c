@@ -800,7 +800,8 @@ const fl__stage_ops fl__wasm_ops = {
  * FL_CHECK / FL_NOMEM with a message.
  */
 fl_status fl__wasm_load(const fl__stage *d, const uint8_t *bytes, size_t len,
-                        fl__wmod **out, char *err, size_t errlen)
+                        fl__wmod **out, fl__inst **spare, char *err,
+                        size_t errlen)
 {
     wmod *m = NULL;
     winst *w = NULL;
@@ -815,11 +816,15 @@ fl_status fl__wasm_load(const fl__stage *d, const uint8_t *bytes, size_t len,
     st = winst_new(d, m, &fl__dummy_api, NULL, &w, err, errlen);
     if (st == FL_OK)
         st = fl__check_caps(d, w->caps, err, errlen);
-    winst_free(w);
     if (st != FL_OK) {
+        winst_free(w);
         wmod_release(m);
         return st == FL_NOMEM ? FL_NOMEM : FL_CHECK;
     }
+    if (spare)
+        *spare = (fl__inst *)(void *)w;
+    else
+        winst_free(w);
     *out = m;
     return FL_OK;
 }
@@ -866,6 +871,11 @@ fl_status fl__wasm_instantiate(const fl__stage *d, fl__wmod *m,
         return st;
     *out = (fl__inst *)(void *)w;
     return FL_OK;
+}
+
+void fl__wasm_inst_free(fl__inst *in)
+{
+    winst_free(in ? W(in) : NULL);
 }
 
 fl_status fl__wasm_init(const fl__stage *d, fl__inst *in,

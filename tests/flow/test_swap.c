@@ -235,6 +235,43 @@ static void test_swap_state(void **state)
     tg_graph_free(g);
 }
 
+/* fl__code_load keeps the instance its checks ran on: the first
+ * fl__code_instantiate hands it out (no second instantiation on a
+ * deploy's path), the next ones make new ones; one never used is freed
+ * with the code (ASan's leak check). */
+static void test_code_spare_instance(void **state)
+{
+    (void)state;
+    fl_graph *g = make_graph();
+    fl_runtime *rt = start(g);
+    size_t len;
+    uint8_t *mig = slurp("sw_mig.wasm", &len);
+    const fl__stage *d = NULL;
+    uint32_t idx = 0, ninst = 0;
+    bool stopped = false;
+    fl__swst *sw = NULL;
+    fl__code *c = NULL, *c2 = NULL;
+    fl__inst *a = NULL, *b = NULL;
+    char err[256];
+    assert_true(fl__rt_stage_info(rt, "mid", &idx, &d, &ninst, &stopped,
+                                  &sw));
+    assert_int_equal(fl__code_load(d, mig, len, &c, err, sizeof err), FL_OK);
+    assert_int_equal(fl__code_instantiate(d, c, &a, err, sizeof err), FL_OK);
+    assert_int_equal(fl__code_instantiate(d, c, &b, err, sizeof err), FL_OK);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_ptr_not_equal(a, b);
+    fl__wasm_inst_free(a);
+    fl__wasm_inst_free(b);
+    fl__code_release(c);
+    assert_int_equal(fl__code_load(d, mig, len, &c2, err, sizeof err), FL_OK);
+    fl__code_release(c2); /* its spare never used */
+    stop_and_account(rt, 0);
+    fl_runtime_free(rt);
+    free(mig);
+    tg_graph_free(g);
+}
+
 /* A failing init refuses the swap and changes nothing (not even the kv
  * value the failed init wrote). */
 static void test_reject_bad_init(void **state)
@@ -373,6 +410,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_swap_state),
         cmocka_unit_test(test_reject_bad_init),
+        cmocka_unit_test(test_code_spare_instance),
         cmocka_unit_test(test_rollback),
         cmocka_unit_test(test_thousand_swaps),
     };
