@@ -594,6 +594,17 @@ static ag_link *link_get(agent *ag, const char *addr, int role,
     return l;
 }
 
+/* Ends a link link_get replaced (outside mu: nt_conn_close waits for the
+ * loop thread, whose callbacks take mu). */
+static void link_drop(ag_link *l)
+{
+    if (!l)
+        return;
+    if (l->conn)
+        nt_conn_close(l->conn);
+    free(l);
+}
+
 /* A client's "open" request: binds it to its link.  0, or -1 with err. */
 static int client_open(ag_client *cl, const nt_frame *f, char *err,
                        size_t errlen)
@@ -628,11 +639,7 @@ static int client_open(ag_client *cl, const nt_frame *f, char *err,
         }
     }
     pthread_mutex_unlock(&ag->mu);
-    if (stale) {
-        if (stale->conn)
-            nt_conn_close(stale->conn);
-        free(stale);
-    }
+    link_drop(stale);
     return l ? 0 : -1;
 }
 
@@ -964,7 +971,7 @@ int cli_cmd_agent(int argc, char **argv)
                                                      : NT_ROLE_EDGE,
                        &stale, err, sizeof err);
         pthread_mutex_unlock(&ag.mu);
-        free(stale); /* none: a new link per address */
+        link_drop(stale); /* a place listed twice whose first try failed */
     }
     if (ag.quiet == 0)
         fflush(stderr);
