@@ -171,10 +171,10 @@ static void crc_init(void)
                             crc_tab[0][crc_tab[k - 1][i] & 0xFFu];
 }
 
-uint32_t nt_crc32(const void *data, size_t len)
+/* The CRC register c (pre-inverted) run over len bytes. */
+static uint32_t crc_run(uint32_t c, const void *data, size_t len)
 {
     const uint8_t *p = data;
-    uint32_t c = 0xFFFFFFFFu;
 
     (void)pthread_once(&crc_once, crc_init);
     for (; len >= 8; len -= 8, p += 8) {
@@ -186,7 +186,12 @@ uint32_t nt_crc32(const void *data, size_t len)
     }
     for (; len > 0; len--, p++)
         c = crc_tab[0][(c ^ *p) & 0xFFu] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
+    return c;
+}
+
+uint32_t nt_crc32(const void *data, size_t len)
+{
+    return crc_run(0xFFFFFFFFu, data, len) ^ 0xFFFFFFFFu;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -868,22 +873,56 @@ nt_status nt_put_bye(nt_buf *b)
     return put_frame(b, NT_BYE, NULL, 0);
 }
 
-nt_status nt_put_ctl(nt_buf *b, uint8_t type, uint32_t id, const char *json,
-                     size_t json_len, const uint8_t *blob, size_t blob_len)
+/* nt_put_ctl's checks; the payload's length in *total. */
+static nt_status ctl_check(const nt_buf *b, uint8_t type, const char *json,
+                           size_t json_len, const uint8_t *blob,
+                           size_t blob_len, size_t *total)
 {
-    uint8_t hd[8];
-    size_t total;
-    uint8_t *p;
-
     if (b == NULL || b->frame_start != 0 ||
         (type != NT_CTL && type != NT_CTL_REPLY) ||
         (json == NULL && json_len > 0) || (blob == NULL && blob_len > 0) ||
         json_len > NT_MAX_CTL_JSON ||
         text_check((const uint8_t *)json, json_len) != 0)
         return NT_EARG;
-    total = 8 + json_len + blob_len;
-    if (blob_len > NT_MAX_PAYLOAD || total > NT_MAX_PAYLOAD)
+    *total = 8 + json_len + blob_len;
+    if (blob_len > NT_MAX_PAYLOAD || *total > NT_MAX_PAYLOAD)
         return NT_EARG;
+    return NT_OK;
+}
+
+nt_status nt_put_ctl_head(nt_buf *b, uint8_t type, uint32_t id,
+                          const char *json, size_t json_len,
+                          const uint8_t *blob, size_t blob_len)
+{
+    size_t total, head;
+    uint8_t *p;
+    nt_status s = ctl_check(b, type, json, json_len, blob, blob_len, &total);
+    if (s != NT_OK)
+        return s;
+    head = NT_HEADER + 8 + json_len;
+    if (!buf_room(b, head))
+        return NT_ENOMEM;
+    p = b->data + b->len;
+    put_header(p, type, (uint32_t)total);
+    wr32(p + NT_HEADER, id);
+    wr32(p + NT_HEADER + 4, (uint32_t)json_len);
+    if (json_len > 0)
+        memcpy(p + NT_HEADER + 8, json, json_len);
+    wr32(p + 8, crc_run(crc_run(0xFFFFFFFFu, p + NT_HEADER, 8 + json_len),
+                        blob, blob_len) ^ 0xFFFFFFFFu);
+    b->len += head;
+    return NT_OK;
+}
+
+nt_status nt_put_ctl(nt_buf *b, uint8_t type, uint32_t id, const char *json,
+                     size_t json_len, const uint8_t *blob, size_t blob_len)
+{
+    uint8_t hd[8];
+    size_t total;
+    uint8_t *p;
+    nt_status s = ctl_check(b, type, json, json_len, blob, blob_len, &total);
+    if (s != NT_OK)
+        return s;
     if (!buf_room(b, NT_HEADER + total))
         return NT_ENOMEM;
     wr32(hd, id);

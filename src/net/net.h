@@ -205,6 +205,13 @@ NT_API nt_status nt_put_bye(nt_buf *b);
 NT_API nt_status nt_put_ctl(nt_buf *b, uint8_t type, uint32_t id,
                             const char *json, size_t json_len,
                             const uint8_t *blob, size_t blob_len);
+/* nt_put_ctl without copying the blob: appends the frame's header, id and
+ * JSON (the length and CRC already count the blob); the caller sends b's
+ * new bytes, then the blob's, unchanged in between (a 100 KB module need
+ * not be copied into the frame). */
+NT_API nt_status nt_put_ctl_head(nt_buf *b, uint8_t type, uint32_t id,
+                                 const char *json, size_t json_len,
+                                 const uint8_t *blob, size_t blob_len);
 /* DATA frames are built message by message: begin, add (NT_EFULL when the
  * frame would exceed NT_MAX_PAYLOAD: end it and start another), end. */
 NT_API nt_status nt_data_begin(nt_buf *b);

@@ -1326,6 +1326,39 @@ static void test_ctl(void **state)
     assert_int_equal(bl, 5);
     assert_memory_equal(blob, mod, 5);
 
+    /* nt_put_ctl_head + the blob's bytes: the same frame, byte for byte
+     * (a blob of 100,003 bytes: every CRC path, 8-byte steps and tail). */
+    {
+        size_t big = 100003;
+        uint8_t *m = malloc(big);
+        nt_buf h;
+        assert_non_null(m);
+        for (size_t i = 0; i < big; i++)
+            m[i] = (uint8_t)(i * 131u + 7u);
+        nt_buf_reset(&b);
+        nt_buf_init(&h, 0);
+        assert_int_equal(nt_put_ctl(&b, NT_CTL, 9, "{\"a\":1}", 7, m, big),
+                         NT_OK);
+        assert_int_equal(nt_put_ctl_head(&h, NT_CTL, 9, "{\"a\":1}", 7, m,
+                                         big), NT_OK);
+        assert_int_equal(h.len + big, b.len);
+        assert_memory_equal(h.data, b.data, h.len);
+        assert_memory_equal(b.data + h.len, m, big);
+        nt_buf_reset(&h);
+        assert_int_equal(nt_put_ctl_head(&h, NT_CTL, 1, NULL, 0, NULL, 0),
+                         NT_OK);
+        nt_buf_reset(&b);
+        assert_int_equal(nt_put_ctl(&b, NT_CTL, 1, NULL, 0, NULL, 0), NT_OK);
+        assert_int_equal(h.len, b.len);
+        assert_memory_equal(h.data, b.data, b.len);
+        assert_int_equal(nt_put_ctl_head(&h, NT_DATA, 1, "{}", 2, NULL, 0),
+                         NT_EARG);
+        assert_int_equal(nt_put_ctl_head(&h, NT_CTL, 1, "x", 1, m,
+                                         NT_MAX_PAYLOAD), NT_EARG);
+        nt_buf_free(&h);
+        free(m);
+    }
+
     /* Empty JSON and blob are fine; a reply type too. */
     nt_buf_reset(&b);
     assert_int_equal(nt_put_ctl(&b, NT_CTL_REPLY, 1, NULL, 0, NULL, 0), NT_OK);
