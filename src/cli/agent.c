@@ -308,12 +308,22 @@ fail:
     return -1;
 }
 
-int cli_agent_send(cli_agent_conn *c, const uint8_t *data, size_t len)
+int cli_agent_send_ctl(cli_agent_conn *c, uint32_t id, const char *json,
+                       size_t json_len, const uint8_t *blob, size_t blob_len)
 {
-    int r;
-    pthread_mutex_lock(&c->wmu);
-    r = write_all(c->fd, data, len);
-    pthread_mutex_unlock(&c->wmu);
+    nt_buf b;
+    int r = -2;
+    nt_buf_init(&b, 0);
+    if (nt_put_ctl_head(&b, NT_CTL, id, json, json_len, blob, blob_len) ==
+        NT_OK) {
+        pthread_mutex_lock(&c->wmu);
+        r = write_all(c->fd, b.data, b.len) == 0 &&
+                    (blob_len == 0 || write_all(c->fd, blob, blob_len) == 0)
+                ? 0
+                : -1;
+        pthread_mutex_unlock(&c->wmu);
+    }
+    nt_buf_free(&b);
     return r;
 }
 

@@ -73,8 +73,9 @@ void cli_cmd_agent_help(FILE *out);
  * the agent; cb runs on a thread of the connection's with conn NULL:
  * on_open once the agent's link is up, on_frame for each CTL_REPLY,
  * on_close once at the end (the link lost or refused, the agent gone:
- * the reason).  0, or -1 with err.  cli_agent_send: whole frames (CTL,
- * ids >= 1); 0 or -1.  cli_agent_close: ends it (after on_close ran). */
+ * the reason).  0, or -1 with err.  cli_agent_send_ctl: one CTL request
+ * (id >= 1), the blob sent from where it is (no copy); 0, -1 when the
+ * agent is gone, -2 when no frame can hold it.  cli_agent_close: ends it (after on_close ran). */
 typedef struct cli_agent_conn cli_agent_conn;
 struct nt_callbacks;
 int cli_agent_path(const char *certs, const char *as, char *out, size_t cap);
@@ -82,7 +83,9 @@ int cli_agent_probe(const char *path);
 int cli_agent_connect(const char *path, const char *addr, int role,
                       const struct nt_callbacks *cb, void *user,
                       cli_agent_conn **out, char *err, size_t errlen);
-int cli_agent_send(cli_agent_conn *c, const uint8_t *data, size_t len);
+int cli_agent_send_ctl(cli_agent_conn *c, uint32_t id, const char *json,
+                       size_t json_len, const uint8_t *blob,
+                       size_t blob_len);
 void cli_agent_close(cli_agent_conn *c);
 
 /* Reads a flow file for its topology (nodes, groups, stages, addresses)

@@ -616,19 +616,21 @@ static int send_request(dpc_ctx *c, dpc_target *t, uint32_t watch_ms)
         finish(c, t, O_ERROR);
         return -1;
     }
+    dpc_entry *e = &c->entries[t->entry];
+    uint32_t id = (uint32_t)(t - c->targets) + 1;
+    const uint8_t *blob = c->op == OP_DEPLOY ? c->module : NULL;
+    size_t blen = c->op == OP_DEPLOY ? c->module_len : 0;
     nt_buf_init(&b, 0);
-    s = nt_put_ctl(&b, NT_CTL, (uint32_t)(t - c->targets) + 1, json,
-                   strlen(json), c->op == OP_DEPLOY ? c->module : NULL,
-                   c->op == OP_DEPLOY ? c->module_len : 0);
-    free(json);
-    if (s == NT_OK) {
-        dpc_entry *e = &c->entries[t->entry];
-        if (e->agent)
-            s = cli_agent_send(e->agent, b.data, b.len) == 0 ? NT_OK
-                                                            : NT_ECLOSED;
-        else
+    if (e->agent) { /* the module goes out from where it was read */
+        int r = cli_agent_send_ctl(e->agent, id, json, strlen(json), blob,
+                                   blen);
+        s = r == 0 ? NT_OK : r == -1 ? NT_ECLOSED : NT_EARG;
+    } else {
+        s = nt_put_ctl(&b, NT_CTL, id, json, strlen(json), blob, blen);
+        if (s == NT_OK)
             s = nt_conn_send(e->conn, b.data, b.len);
     }
+    free(json);
     nt_buf_free(&b);
     if (s == NT_OK) {
         t->sent = 1;
@@ -649,40 +651,46 @@ static int send_request(dpc_ctx *c, dpc_target *t, uint32_t watch_ms)
  * at a time, waits for every final reply (or the --wait event), a lost
  * link or the timeout.  Outcomes are in the targets.
  */
+/* Starts the connection to entry e (directly, or through the agent) if
+ * it has none yet.  Under c->mu (released around the connect). */
+static void entry_start(dpc_ctx *c, dpc_entry *e, nt_loop *loop,
+                        nt_tls *tls)
+{
+    char err[512];
+    if (e->conn || e->agent || e->down)
+        return;
+    e->start_ns = cli_now_ns();
+    pthread_mutex_unlock(&c->mu);
+    nt_conn *conn = NULL;
+    nt_status s;
+    if (c->agent_path) /* sets e->agent before its callbacks run */
+        s = cli_agent_connect(c->agent_path, e->addr, e->role,
+                              &dpc_callbacks, e, &e->agent, err,
+                              sizeof err) == 0 ? NT_OK : NT_ECLOSED;
+    else
+        s = nt_connect(loop, tls, e->addr, e->role, &dpc_callbacks, e,
+                       &conn, err, sizeof err);
+    pthread_mutex_lock(&c->mu);
+    if (s != NT_OK) {
+        e->down = 1;
+        e->closed = 1;
+        snprintf(e->why, sizeof e->why, "%.200s", err);
+    } else if (!e->conn) {
+        e->conn = conn;
+    }
+}
+
 static void run_batch(dpc_ctx *c, nt_loop *loop, nt_tls *tls, uint32_t from,
                       uint32_t to, uint32_t watch_ms)
 {
-    char err[512];
     uint64_t tmo_ns = (uint64_t)(c->timeout_s * 1e9);
     pthread_mutex_lock(&c->mu);
     c->batch_on = 1;
     c->batch_from = from;
     c->batch_to = to;
     c->batch_watch_ms = watch_ms;
-    for (uint32_t i = from; i < to; i++) {
-        dpc_entry *e = &c->entries[c->targets[i].entry];
-        if (e->conn || e->agent || e->down)
-            continue;
-        e->start_ns = cli_now_ns();
-        pthread_mutex_unlock(&c->mu);
-        nt_conn *conn = NULL;
-        nt_status s;
-        if (c->agent_path) /* sets e->agent before its callbacks run */
-            s = cli_agent_connect(c->agent_path, e->addr, e->role,
-                                  &dpc_callbacks, e, &e->agent, err,
-                                  sizeof err) == 0 ? NT_OK : NT_ECLOSED;
-        else
-            s = nt_connect(loop, tls, e->addr, e->role, &dpc_callbacks, e,
-                           &conn, err, sizeof err);
-        pthread_mutex_lock(&c->mu);
-        if (s != NT_OK) {
-            e->down = 1;
-            e->closed = 1;
-            snprintf(e->why, sizeof e->why, "%.200s", err);
-        } else if (!e->conn) {
-            e->conn = conn;
-        }
-    }
+    for (uint32_t i = from; i < to; i++)
+        entry_start(c, &c->entries[c->targets[i].entry], loop, tls);
     for (;;) {
         uint32_t left = 0;
         uint64_t now = cli_now_ns();
@@ -1218,6 +1226,17 @@ static int run_command(int op, int argc, char **argv)
     rc = resolve_targets(&c, g, st, a.node, a.layer, a.group);
     if (rc != 0)
         goto out;
+    /* Through the agent, the first batch's links are asked for now: the
+     * agent answers while the module is read (a canary's other nodes
+     * only when their turn comes). */
+    if (c.agent_path) {
+        uint32_t first = op == OP_DEPLOY && cli_streq(a.strategy, "canary")
+                                 && c.ntargets > 1 ? 1 : c.ntargets;
+        pthread_mutex_lock(&c.mu);
+        for (uint32_t i = 0; i < first; i++)
+            entry_start(&c, &c.entries[c.targets[i].entry], NULL, NULL);
+        pthread_mutex_unlock(&c.mu);
+    }
     if (op == OP_DEPLOY) {
         rc = read_module(&c, &a, st, &mod);
         if (rc != 0)
