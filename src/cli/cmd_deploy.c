@@ -625,10 +625,10 @@ static int send_request(dpc_ctx *c, dpc_target *t, uint32_t watch_ms)
         int r = cli_agent_send_ctl(e->agent, id, json, strlen(json), blob,
                                    blen);
         s = r == 0 ? NT_OK : r == -1 ? NT_ECLOSED : NT_EARG;
-    } else {
-        s = nt_put_ctl(&b, NT_CTL, id, json, strlen(json), blob, blen);
+    } else { /* the head, then the module, queued together */
+        s = nt_put_ctl_head(&b, NT_CTL, id, json, strlen(json), blob, blen);
         if (s == NT_OK)
-            s = nt_conn_send(e->conn, b.data, b.len);
+            s = nt_conn_send2(e->conn, b.data, b.len, blob, blen);
     }
     free(json);
     nt_buf_free(&b);

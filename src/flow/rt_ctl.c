@@ -1073,9 +1073,10 @@ static void forward_to(fl__ctl *c, const target *to, const char *node,
 
     nt_buf_init(&b, 0);
     rc = -3;
-    if (n && nt_put_ctl(&b, NT_CTL, my_id, json, json_len, blob,
-                        blob_len) == NT_OK)
-        rc = fl__net_ctl_send_peer(n, node, b.data, b.len, &used);
+    if (n && nt_put_ctl_head(&b, NT_CTL, my_id, json, json_len, blob,
+                             blob_len) == NT_OK) /* the module: no copy */
+        rc = fl__net_ctl_send_peer(n, node, b.data, b.len, blob, blob_len,
+                                   &used);
     else if (!n)
         rc = -1;
     nt_buf_free(&b);

@@ -452,11 +452,13 @@ fl_status fl__ctl_submit_peer(fl__ctl *c, const char *peer, int role,
  * (0: its name and role filled when known); */
 int fl__net_ctl_peer(fl__net *n, struct nt_conn *conn, char *name,
                      size_t cap, int *role);
-/* sends one encoded frame to the connected peer below called `name`:
- * 0 sent (*used: the connection), -1 no such node connects to us, -2 it
- * is not connected, -3 the send failed; */
+/* sends one encoded frame (data, then data2: a head from nt_put_ctl_head
+ * and its blob) to the connected peer below called `name`: 0 sent
+ * (*used: the connection), -1 no such node connects to us, -2 it is not
+ * connected, -3 the send failed; */
 int fl__net_ctl_send_peer(fl__net *n, const char *name, const uint8_t *data,
-                          size_t len, struct nt_conn **used);
+                          size_t len, const uint8_t *data2, size_t len2,
+                          struct nt_conn **used);
 /* sends one encoded frame to `down` if conn is still its ready link
  * (0 sent, -1 not). */
 int fl__net_ctl_send_down(fl__net *n, struct nt_conn *conn,

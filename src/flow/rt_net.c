@@ -1910,7 +1910,8 @@ int fl__net_ctl_peer(fl__net *n, nt_conn *c, char *name, size_t cap,
 }
 
 int fl__net_ctl_send_peer(fl__net *n, const char *name, const uint8_t *data,
-                          size_t len, nt_conn **used)
+                          size_t len, const uint8_t *data2, size_t len2,
+                          nt_conn **used)
 {
     int rc;
     pthread_mutex_lock(&n->mu);
@@ -1919,7 +1920,7 @@ int fl__net_ctl_send_peer(fl__net *n, const char *name, const uint8_t *data,
         rc = -1;
     else if (!p || !p->ready || !p->conn)
         rc = -2;
-    else if (nt_conn_send(p->conn, data, len) != NT_OK)
+    else if (nt_conn_send2(p->conn, data, len, data2, len2) != NT_OK)
         rc = -3;
     else {
         rc = 0;

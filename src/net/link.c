@@ -1859,26 +1859,36 @@ nt_status nt_connect_from(nt_loop *l, nt_tls *tls, const char *addr,
  */
 nt_status nt_conn_send(nt_conn *c, const uint8_t *data, size_t len)
 {
+    return nt_conn_send2(c, data, len, NULL, 0);
+}
+
+nt_status nt_conn_send2(nt_conn *c, const uint8_t *data, size_t len,
+                        const uint8_t *data2, size_t len2)
+{
     nt_loop *l;
     int wake = 0;
     nt_status st = NT_OK;
 
-    if (c == NULL || (data == NULL && len > 0))
+    if (c == NULL || (data == NULL && len > 0) ||
+        (data2 == NULL && len2 > 0) || len2 > SIZE_MAX - len)
         return NT_EARG;
-    if (len == 0)
+    if (len + len2 == 0)
         return NT_OK;
     l = c->l;
     uv_mutex_lock(&c->mu);
     if (!c->up) {
         st = NT_ECLOSED;
-    } else if (c->queued > 0 && c->queued + len > c->qmax) {
+    } else if (c->queued > 0 && c->queued + len + len2 > c->qmax) {
         st = NT_EFULL;
-    } else if (bytes_reserve(&c->q, len) != 0) {
+    } else if (bytes_reserve(&c->q, len + len2) != 0) {
         st = NT_ENOMEM;
     } else {
-        memcpy(c->q.p + c->q.len, data, len);
-        c->q.len += len;
-        c->queued += len;
+        if (len > 0)
+            memcpy(c->q.p + c->q.len, data, len);
+        if (len2 > 0)
+            memcpy(c->q.p + c->q.len + len, data2, len2);
+        c->q.len += len + len2;
+        c->queued += len + len2;
         if (!c->dirty) {
             c->dirty = 1;
             uv_mutex_lock(&l->mu);

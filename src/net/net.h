@@ -432,6 +432,10 @@ NT_API nt_status nt_connect_from(nt_loop *l, nt_tls *tls, const char *addr,
  * Bounded: NT_EFULL when more than the connection's send buffer limit is
  * queued (back-pressure). */
 NT_API nt_status nt_conn_send(nt_conn *c, const uint8_t *data, size_t len);
+/* nt_conn_send of data then data2, queued together (a frame's head from
+ * nt_put_ctl_head and its blob, without building the whole frame). */
+NT_API nt_status nt_conn_send2(nt_conn *c, const uint8_t *data, size_t len,
+                               const uint8_t *data2, size_t len2);
 /* Closes (and stops reconnecting); thread-safe. */
 NT_API void nt_conn_close(nt_conn *c);
 NT_API const char *nt_conn_peer(const nt_conn *c);

@@ -1244,6 +1244,20 @@ static void test_plaintext(void **state)
     send_msgs(srv.conn, 1, 50);
     assert_true(wait_ge(&srv, &srv.msgs, 5000, 10000));
     assert_true(wait_ge(&cli, &cli.msgs, 5000, 10000));
+    /* nt_conn_send2: one frame given in two parts arrives whole, in
+     * order with the rest (seq 5001..5100). */
+    {
+        nt_buf b;
+        nt_buf_init(&b, 0);
+        put_batch(&b, 5001, BATCH);
+        assert_true(b.len > 100);
+        assert_int_equal(nt_conn_send2(c, b.data, 100, b.data + 100,
+                                       b.len - 100), NT_OK);
+        assert_int_equal(nt_conn_send2(c, NULL, 1, NULL, 0), NT_EARG);
+        assert_int_equal(nt_conn_send2(c, b.data, 0, NULL, 0), NT_OK);
+        nt_buf_free(&b);
+    }
+    assert_true(wait_ge(&srv, &srv.msgs, 5000 + BATCH, 10000));
     assert_int_equal(get(&srv, &srv.bad), 0);
     assert_int_equal(get(&cli, &cli.bad), 0);
     /* BYE from the server: passed up, then the link closes (the client
