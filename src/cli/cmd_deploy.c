@@ -164,7 +164,8 @@ void cli_cmd_versions_help(FILE *out)
     fprintf(out,
         "usage: isoflow versions --flow FILE.flow --node NAME --stage STAGE\n"
         "                        [--certs DIR] [--as NAME] [--json] "
-        "[--timeout S]\n\n"
+        "[--timeout S]\n"
+        "                        [--agent PATH | --no-agent]\n\n"
         "Prints the history of STAGE on the running node NAME, oldest\n"
         "first: version, SHA-256 prefix, size, signer, time, outcome and\n"
         "reason; the active version is marked with '*'.  --json prints the\n"
@@ -178,7 +179,8 @@ void cli_cmd_rollback_help(FILE *out)
     fprintf(out,
         "usage: isoflow rollback --flow FILE.flow --node NAME --stage STAGE\n"
         "                        [--to VERSION] [--certs DIR] [--as NAME]\n"
-        "                        [--watch S] [--timeout S] [--json]\n\n"
+        "                        [--watch S] [--timeout S] [--json]\n"
+        "                        [--agent PATH | --no-agent]\n\n"
         "Swaps STAGE on the running node NAME back to VERSION (default:\n"
         "the version active before the current one, see `isoflow\n"
         "versions`) and follows it like `isoflow deploy`.\n\n"
