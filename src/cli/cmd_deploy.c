@@ -193,7 +193,6 @@ void cli_cmd_rollback_help(FILE *out)
 
 /* Index of the entry for listening place `via`, added when missing; -1 on
  * error (message printed). */
-
 static int entry_for(dpc_ctx *c, const fl_place *via)
 {
     for (uint32_t i = 0; i < c->nentries; i++)
@@ -647,12 +646,6 @@ static int send_request(dpc_ctx *c, dpc_target *t, uint32_t watch_ms)
     return -1;
 }
 
-/*
- * Runs the requests of targets [from, to) to the end: connects to their
- * entry nodes (once per command run), sends at most DPC_INFLIGHT requests
- * at a time, waits for every final reply (or the --wait event), a lost
- * link or the timeout.  Outcomes are in the targets.
- */
 /* Starts the connection to entry e (directly, or through the agent) if
  * it has none yet.  Under c->mu (released around the connect). */
 static void entry_start(dpc_ctx *c, dpc_entry *e, nt_loop *loop,
@@ -682,6 +675,12 @@ static void entry_start(dpc_ctx *c, dpc_entry *e, nt_loop *loop,
     }
 }
 
+/*
+ * Runs the requests of targets [from, to) to the end: connects to their
+ * entry nodes (once per command run), sends at most DPC_INFLIGHT requests
+ * at a time, waits for every final reply (or the --wait event), a lost
+ * link or the timeout.  Outcomes are in the targets.
+ */
 static void run_batch(dpc_ctx *c, nt_loop *loop, nt_tls *tls, uint32_t from,
                       uint32_t to, uint32_t watch_ms)
 {
