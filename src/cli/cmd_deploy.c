@@ -938,6 +938,7 @@ static void *open_identity(void *arg)
     dpc_identity *id = arg;
     const dpc_args *a = id->a;
     char ca[1024], crt[1024], key[1024], err[512];
+    nt_tls_process_init(); /* main left it to this thread */
     snprintf(ca, sizeof ca, "%s/ca.crt", a->certs);
     snprintf(crt, sizeof crt, "%s/%s.crt", a->certs, a->as);
     snprintf(key, sizeof key, "%s/%s.key", a->certs, a->as);

@@ -116,7 +116,13 @@ int main(int argc, char **argv)
     const cli_command *c;
     int rc;
 
-    nt_tls_process_init();
+    /* The operator commands do this on the thread that starts OpenSSL
+     * (cmd_deploy.c), off their critical path, or not at all through an
+     * agent. */
+    if (argc < 2 || (!cli_streq(argv[1], "deploy") &&
+                     !cli_streq(argv[1], "rollback") &&
+                     !cli_streq(argv[1], "versions")))
+        nt_tls_process_init();
 #ifdef ISOFLOW_FIRMWARE
     if (cli_firmware_init() != 0)
         return CLI_EXIT_FAIL;
