@@ -387,13 +387,6 @@ struct ag_client {          /* one command's socket */
     ag_client *next;
 };
 
-static volatile sig_atomic_t agent_stop_flag;
-
-static void agent_on_signal(int sig)
-{
-    (void)sig;
-    agent_stop_flag = 1;
-}
 
 static void alog(const agent *ag, const char *fmt, ...)
 #if defined(__GNUC__) || defined(__clang__)
@@ -959,14 +952,7 @@ int cli_cmd_agent(int argc, char **argv)
     if (lfd < 0)
         goto out;
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = agent_on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    agent_stop_flag = 0;
+    cli_catch_stop(0, 1);
     alog(&ag, "listening on %s as %s (Ctrl-C to stop)", path, as);
     /* --flow: every listening node now (a failed attempt is logged and
      * retried by the link; a command kicks a fresh one). */
@@ -985,7 +971,7 @@ int cli_cmd_agent(int argc, char **argv)
     }
     if (ag.quiet == 0)
         fflush(stderr);
-    while (!agent_stop_flag) {
+    while (!cli_stop_requested) {
         struct pollfd p = {lfd, POLLIN, 0};
         if (poll(&p, 1, 200) > 0 && (p.revents & POLLIN))
             agent_accept(&ag, lfd);

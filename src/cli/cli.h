@@ -6,6 +6,7 @@
 #ifndef ISOFLOW_CLI_H
 #define ISOFLOW_CLI_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -122,6 +123,14 @@ cli_watch *cli_watch_new(const char *dir, struct fl_runtime *rt,
                          const struct fl_stage_stats *st, uint32_t n);
 void cli_watch_poll(cli_watch *w);
 void cli_watch_free(cli_watch *w);
+
+/* Clean stops of the long-running commands (run, node, demo, agent):
+ * cli_catch_stop makes Ctrl-C and SIGTERM (and SIGHUP when hup) set
+ * cli_stop_requested, which the command's main loop polls (cleared here);
+ * ignore_pipe: SIGPIPE ignored (a peer's closed socket is an error value,
+ * not the end of the process). */
+extern volatile sig_atomic_t cli_stop_requested;
+void cli_catch_stop(int hup, int ignore_pipe);
 
 /* A monotonic clock in nanoseconds (0 when no clock is available). */
 uint64_t cli_now_ns(void);

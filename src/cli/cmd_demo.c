@@ -95,14 +95,6 @@ typedef struct demo {
     int dep_status;           /* its waitpid status */
 } demo;
 
-static volatile sig_atomic_t demo_stop_flag;
-
-/* The handler only sets a flag; the main loop polls it. */
-static void demo_on_signal(int sig)
-{
-    (void)sig;
-    demo_stop_flag = 1;
-}
 
 void cli_cmd_demo_help(FILE *out)
 {
@@ -1189,15 +1181,7 @@ int cli_cmd_demo(int argc, char **argv)
     }
 #endif
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = demo_on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    demo_stop_flag = 0;
+    cli_catch_stop(1, 1);
 
     printf("isoflow demo: %u devices, %s, in %s\n", (unsigned)ndev,
            insecure ? "plaintext links" : "mutual TLS (fresh CA in ca/)",
@@ -1216,12 +1200,12 @@ int cli_cmd_demo(int argc, char **argv)
         size_t ready = 0;
         for (size_t i = 0; i < nup; i++)
             ready += d.ch[i].status_seen;
-        if (ready == nup || demo_stop_flag || reap(&d, 0) < nup ||
+        if (ready == nup || cli_stop_requested || reap(&d, 0) < nup ||
             cli_now_ns() - t0 > (uint64_t)DEMO_START_MS * 1000000u)
             break;
         pump(&d, 100);
     }
-    for (size_t i = nup; i < d.nch && !demo_stop_flag; i++)
+    for (size_t i = nup; i < d.nch && !cli_stop_requested; i++)
         if (spawn(&d, &d.ch[i]))
             goto stop;
 
@@ -1229,7 +1213,7 @@ int cli_cmd_demo(int argc, char **argv)
     uint64_t next = t0 + 1000000000u;
     snap prev;
     take_snap(&d, &prev);
-    while (!demo_stop_flag) {
+    while (!cli_stop_requested) {
         uint64_t now = cli_now_ns();
         secs = (double)(now - t0) / 1e9;
         if (duration > 0 && secs >= duration)

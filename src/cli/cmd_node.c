@@ -18,14 +18,6 @@
 
 #define NODE_MAX_STAGES 1024
 
-static volatile sig_atomic_t node_stop_flag;
-
-/* The handler only sets a flag; the main loop polls it. */
-static void node_on_signal(int sig)
-{
-    (void)sig;
-    node_stop_flag = 1;
-}
 
 void cli_cmd_node_help(FILE *out)
 {
@@ -301,14 +293,7 @@ int cli_cmd_node(int argc, char **argv)
                  err[0] ? err : fl_status_msg(s));
         goto out;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = node_on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    node_stop_flag = 0;
+    cli_catch_stop(0, 1);
     uint64_t t0 = cli_now_ns(), next = t0 + 1000000000ull;
     int tty = isatty(fileno(stdout));
     if (fl_runtime_start(rt) != FL_OK) {
@@ -326,7 +311,7 @@ int cli_cmd_node(int argc, char **argv)
         }
     }
     uint64_t next_watch = t0;
-    while (!node_stop_flag) {
+    while (!cli_stop_requested) {
         struct timespec ts = {0, 50000000};
         uint64_t now = cli_now_ns();
         if (watch && now >= next_watch) {

@@ -16,14 +16,6 @@
 #define RUN_MAX_STAGES 1024
 #define RUN_MAX_LAYERS 16
 
-static volatile sig_atomic_t run_stop_flag;
-
-/* The handler only sets a flag; the main loop polls it. */
-static void run_on_signal(int sig)
-{
-    (void)sig;
-    run_stop_flag = 1;
-}
 
 void cli_cmd_run_help(FILE *out)
 {
@@ -303,13 +295,7 @@ int cli_cmd_run(int argc, char **argv)
         goto out;
     }
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = run_on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    run_stop_flag = 0;
+    cli_catch_stop(0, 0);
 
     uint64_t t0 = cli_now_ns(), next = t0 + 1000000000ull;
     int tty = isatty(fileno(stdout));
@@ -327,7 +313,7 @@ int cli_cmd_run(int argc, char **argv)
         }
     }
     uint64_t next_watch = t0;
-    while (!run_stop_flag) {
+    while (!cli_stop_requested) {
         struct timespec ts = {0, 50000000};
         uint64_t now = cli_now_ns();
         if (watch && now >= next_watch) {

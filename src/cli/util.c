@@ -119,6 +119,30 @@ done:
     return rc;
 }
 
+volatile sig_atomic_t cli_stop_requested;
+
+/* The handler only sets the flag; the main loop polls it. */
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    cli_stop_requested = 1;
+}
+
+void cli_catch_stop(int hup, int ignore_pipe)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    if (hup)
+        sigaction(SIGHUP, &sa, NULL);
+    if (ignore_pipe)
+        signal(SIGPIPE, SIG_IGN);
+    cli_stop_requested = 0;
+}
+
 uint64_t cli_now_ns(void)
 {
     struct timespec ts;
