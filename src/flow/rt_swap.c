@@ -356,6 +356,17 @@ static void result_fail(fl__swst *sw, fl_swap_result *r, fl_status st,
     pthread_mutex_unlock(&sw->mu);
 }
 
+/* result_fail for instance k of ninst that could not be made (st, why). */
+static void instance_fail(fl__swst *sw, fl_swap_result *r, fl_status st,
+                          uint32_t version, uint32_t k, uint32_t ninst,
+                          const char *why)
+{
+    result_fail(sw, r, st == FL_NOMEM ? FL_NOMEM : FL_CHECK, version,
+                "version %u refused: instance %u of %u: %s",
+                (unsigned)version, (unsigned)k + 1, (unsigned)ninst,
+                why[0] ? why : fl_status_msg(st));
+}
+
 static fl_status swap_in(fl_runtime *rt, const char *stage,
                          const uint8_t *wasm, size_t len, fl__code *code,
                          uint32_t version, fl_swap_result *r);
@@ -473,10 +484,7 @@ static fl_status swap_in(fl_runtime *rt, const char *stage,
         why[0] = '\0';
         st = fl__code_instantiate(d, m, &pre[k], why, sizeof why);
         if (st != FL_OK) {
-            result_fail(sw, r, st == FL_NOMEM ? FL_NOMEM : FL_CHECK, version,
-                        "version %u refused: instance %u of %u: %s",
-                        (unsigned)version, (unsigned)k + 1, (unsigned)ninst,
-                        why[0] ? why : fl_status_msg(st));
+            instance_fail(sw, r, st, version, k, ninst, why);
             goto out;
         }
     }
@@ -506,10 +514,7 @@ static fl_status swap_in(fl_runtime *rt, const char *stage,
                             &hosts[k], why, sizeof why);
         pre[k] = NULL; /* consumed */
         if (st != FL_OK) {
-            result_fail(sw, r, st == FL_NOMEM ? FL_NOMEM : FL_CHECK, version,
-                        "version %u refused: instance %u of %u: %s",
-                        (unsigned)version, (unsigned)k + 1, (unsigned)ninst,
-                        why[0] ? why : fl_status_msg(st));
+            instance_fail(sw, r, st, version, k, ninst, why);
             goto undo;
         }
     }
