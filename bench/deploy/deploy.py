@@ -567,17 +567,25 @@ def deploy_main(iso, build, reps, smoke, log, parts=("a", "b"),
                     med([r[k] for r in fw_runs]), 3)
             data["deploy.fw_install_ms"] = round(
                 med([r["install_s"] for r in fw_runs]) * 1e3, 2)
+        # first_ms: the command's start to the first message processed by
+        # the new version (the (b)); cmd_ms: until the command
+        # returned (the "first" event back from the node).  Cold runs as
+        # deploy.*, runs through `isoflow agent` (its links already up) as
+        # deploy.agent_*.
+        for pre, runs in (("deploy.", dp_runs), ("deploy.agent_", ag_runs)):
+            if not runs:
+                continue
+            data[pre + "first_ms"] = round(med([r[0] for r in runs]) * 1e3,
+                                           2)
+            data[pre + "first_max_ms"] = round(
+                max(r[0] for r in runs) * 1e3, 2)
+            data[pre + "cmd_ms"] = round(med([r[3] for r in runs]) * 1e3, 2)
+            data[pre + "node_ms"] = round(med([r[1] for r in runs]), 2)
+            if fw_runs:
+                data[pre + "ratio_pct"] = round(
+                    100.0 * data[pre + "first_ms"] / 1e3 /
+                    data["deploy.fw_total_s"], 3)
         if dp_runs:
-            # first_ms: the command's start to the first message processed
-            # by the new version (the (b)); cmd_ms: until the
-            # command returned (the "first" event back from the node).
-            data["deploy.first_ms"] = round(
-                med([r[0] for r in dp_runs]) * 1e3, 2)
-            data["deploy.first_max_ms"] = round(
-                max(r[0] for r in dp_runs) * 1e3, 2)
-            data["deploy.cmd_ms"] = round(
-                med([r[3] for r in dp_runs]) * 1e3, 2)
-            data["deploy.node_ms"] = round(med([r[1] for r in dp_runs]), 2)
             # The run's first deploy has no cached TLS session (a fresh
             # certs directory): its full handshake is reported apart.
             data["deploy.resumed_runs"] = sum(1 for r in dp_runs if r[2])
@@ -586,24 +594,6 @@ def deploy_main(iso, build, reps, smoke, log, parts=("a", "b"),
                 data["deploy.first_full_handshake_ms"] = round(
                     med(full) * 1e3, 2)
             data["deploy.module_build_s"] = round(med(mod_build), 3)
-        if ag_runs:
-            # The same through `isoflow agent` (its links already up).
-            data["deploy.agent_first_ms"] = round(
-                med([r[0] for r in ag_runs]) * 1e3, 2)
-            data["deploy.agent_first_max_ms"] = round(
-                max(r[0] for r in ag_runs) * 1e3, 2)
-            data["deploy.agent_cmd_ms"] = round(
-                med([r[3] for r in ag_runs]) * 1e3, 2)
-            data["deploy.agent_node_ms"] = round(
-                med([r[1] for r in ag_runs]), 2)
-        if fw_runs and dp_runs:
-            data["deploy.ratio_pct"] = round(
-                100.0 * data["deploy.first_ms"] / 1e3 /
-                data["deploy.fw_total_s"], 3)
-        if fw_runs and ag_runs:
-            data["deploy.agent_ratio_pct"] = round(
-                100.0 * data["deploy.agent_first_ms"] / 1e3 /
-                data["deploy.fw_total_s"], 3)
         data["deploy.reps"] = reps
         data["deploy.place_device"] = 1 if place == "dev" else 0
     except (DeployBenchError, OSError) as e:
