@@ -8,7 +8,7 @@
 #                       the Wasm showcase: scripts/demo_wasm.sh BUILD_DIR)
 #   make spec           deps + release build + the whole spec suite, summed
 #   make fuzz           libFuzzer build in build/fuzz, runs FUZZ_SECONDS
-#                       (FUZZ_TARGET=wasm|flow|frame|sig|ctl, default wasm)
+#                       (FUZZ_TARGET=wasm|flow|frame|sig|ctl|agent, default wasm)
 #   make bench          deps + release build + benchmarks (bench/RESULTS.md)
 #   make clean          removes build/
 

@@ -32,7 +32,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +46,6 @@
 #include "cli.h"
 #include "flow.h"
 #include "net.h"
-
-#define AG_FRAME_MAX (NT_HEADER + NT_MAX_PAYLOAD)
 
 /* ------------------------------------------------------------------------ */
 /* Shared: socket path, frames over a blocking socket. */
@@ -88,74 +85,6 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
     return 0;
 }
 
-/* A frame reader over a blocking socket. */
-typedef struct frame_in {
-    uint8_t *buf;
-    size_t len, cap, used; /* used: the last frame's bytes, dropped next */
-} frame_in;
-
-/* The next frame: 1 with *f (valid until the next call), 0 at end of
- * stream, -1 with err (a bad frame, a read error). */
-static int frame_next(int fd, frame_in *in, nt_frame *f, char *err,
-                      size_t errlen)
-{
-    if (in->used) {
-        memmove(in->buf, in->buf + in->used, in->len - in->used);
-        in->len -= in->used;
-        in->used = 0;
-    }
-    for (;;) {
-        size_t flen;
-        nt_status s = nt_frame_parse(in->buf, in->len, f, &flen, err, errlen);
-        if (s == NT_OK) {
-            in->used = flen;
-            return 1;
-        }
-        if (s != NT_AGAIN)
-            return -1;
-        if (in->len == in->cap) {
-            size_t nc = in->cap ? in->cap * 2 : 64 * 1024;
-            if (nc > AG_FRAME_MAX)
-                nc = AG_FRAME_MAX;
-            uint8_t *nb = nc > in->cap ? realloc(in->buf, nc) : NULL;
-            if (!nb) {
-                snprintf(err, errlen, "out of memory");
-                return -1;
-            }
-            in->buf = nb;
-            in->cap = nc;
-        }
-        ssize_t r = read(fd, in->buf + in->len, in->cap - in->len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            snprintf(err, errlen, "read failed: %s", strerror(errno));
-            return -1;
-        }
-        if (r == 0) {
-            if (in->len == 0)
-                return 0;
-            snprintf(err, errlen, "the stream ended inside a frame");
-            return -1;
-        }
-        in->len += (size_t)r;
-    }
-}
-
-/* A CTL / CTL_REPLY frame with id and the JSON object o (no blob) into b. */
-static nt_status put_json(nt_buf *b, uint8_t type, uint32_t id,
-                          const cJSON *o)
-{
-    char *s = cJSON_PrintUnformatted(o);
-    nt_status st;
-    if (!s)
-        return NT_ENOMEM;
-    nt_buf_reset(b);
-    st = nt_put_ctl(b, type, id, s, strlen(s), NULL, 0);
-    free(s);
-    return st;
-}
-
 /* ------------------------------------------------------------------------ */
 /* The client side (isoflow deploy / rollback / versions). */
 
@@ -183,48 +112,17 @@ int cli_agent_probe(const char *path)
     return ok ? 0 : -1;
 }
 
-/* The reply to an "open" request, or the "down" notice: 1 open (peer
- * filled), 0 down (why filled), -1 not an agent message. */
-static int agent_msg(const nt_frame *f, char *peer, size_t pcap, char *why,
-                     size_t wcap)
-{
-    uint32_t id;
-    const char *json;
-    size_t jl, bl;
-    const uint8_t *blob;
-    char err[128];
-    int r = -1;
-    if (f->type != NT_CTL_REPLY ||
-        nt_ctl_decode(f, &id, &json, &jl, &blob, &bl, err, sizeof err) !=
-            NT_OK ||
-        id != 0)
-        return -1;
-    cJSON *o = cJSON_ParseWithLength(json, jl);
-    const cJSON *down = cJSON_GetObjectItemCaseSensitive(o, "down");
-    const cJSON *peer_j = cJSON_GetObjectItemCaseSensitive(o, "peer");
-    if (cJSON_IsString(down)) {
-        snprintf(why, wcap, "%s", down->valuestring);
-        r = 0;
-    } else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "open"))) {
-        snprintf(peer, pcap, "%s",
-                 cJSON_IsString(peer_j) ? peer_j->valuestring : "?");
-        r = 1;
-    }
-    cJSON_Delete(o);
-    return r;
-}
-
 /* The reader: the open reply, then the node's frames, to the callbacks. */
 static void *client_main(void *arg)
 {
     cli_agent_conn *c = arg;
-    frame_in in = {0};
+    cli_agent_frames in = {0};
     nt_frame f;
     char err[256], peer[NT_MAX_NAME + 1], why[512];
     int opened = 0;
     why[0] = '\0';
     for (;;) {
-        int r = frame_next(c->fd, &in, &f, err, sizeof err);
+        int r = cli_agent_frame_next(c->fd, &in, &f, err, sizeof err);
         if (r <= 0) {
             if (r < 0)
                 snprintf(why, sizeof why, "agent connection: %s", err);
@@ -232,7 +130,7 @@ static void *client_main(void *arg)
                 snprintf(why, sizeof why, "the agent closed the connection");
             break;
         }
-        int m = agent_msg(&f, peer, sizeof peer, why, sizeof why);
+        int m = cli_agent_parse_reply(&f, peer, sizeof peer, why, sizeof why);
         if (m == 0)
             break; /* down: why says it */
         if (m == 1 && !opened) {
@@ -282,7 +180,7 @@ int cli_agent_connect(const char *path, const char *addr, int role,
     cJSON_AddStringToObject(o, "open", addr);
     cJSON_AddNumberToObject(o, "role", role);
     nt_buf_init(&b, 0);
-    nt_status s = put_json(&b, NT_CTL, 0, o);
+    nt_status s = cli_agent_put_json(&b, NT_CTL, 0, o);
     cJSON_Delete(o);
     if (s != NT_OK || write_all(c->fd, b.data, b.len) != 0) {
         snprintf(err, errlen, "cannot talk to the agent at %s: %s", path,
@@ -439,7 +337,7 @@ static void client_tell(ag_client *cl, const char *down)
         cJSON_AddNumberToObject(o, "resumed", cl->link->resumed);
     }
     nt_buf_init(&b, 0);
-    if (put_json(&b, NT_CTL_REPLY, 0, o) == NT_OK)
+    if (cli_agent_put_json(&b, NT_CTL_REPLY, 0, o) == NT_OK)
         client_send(cl, b.data, b.len);
     nt_buf_free(&b);
     cJSON_Delete(o);
@@ -613,27 +511,13 @@ static int client_open(ag_client *cl, const nt_frame *f, char *err,
                        size_t errlen)
 {
     agent *ag = cl->ag;
-    uint32_t id;
-    const char *json;
-    size_t jl, bl;
-    const uint8_t *blob;
     ag_link *stale = NULL;
-    if (nt_ctl_decode(f, &id, &json, &jl, &blob, &bl, err, errlen) != NT_OK)
+    char addr[256];
+    int role;
+    if (cli_agent_parse_open(f, addr, sizeof addr, &role, err, errlen) != 0)
         return -1;
-    cJSON *o = cJSON_ParseWithLength(json, jl);
-    const cJSON *addr = cJSON_GetObjectItemCaseSensitive(o, "open");
-    const cJSON *role = cJSON_GetObjectItemCaseSensitive(o, "role");
-    if (id != 0 || !cJSON_IsString(addr) || !cJSON_IsNumber(role) ||
-        (role->valueint != NT_ROLE_EDGE && role->valueint != NT_ROLE_CLOUD)) {
-        snprintf(err, errlen, "the first frame must be an open request "
-                 "(CTL id 0 {\"open\": \"HOST:PORT\", \"role\": N})");
-        cJSON_Delete(o);
-        return -1;
-    }
     pthread_mutex_lock(&ag->mu);
-    ag_link *l = link_get(ag, addr->valuestring, role->valueint, &stale, err,
-                          errlen);
-    cJSON_Delete(o);
+    ag_link *l = link_get(ag, addr, role, &stale, err, errlen);
     if (l) {
         cl->link = l;
         if (l->state == L_OPEN) {
@@ -652,22 +536,10 @@ static int client_request(ag_client *cl, const nt_frame *f, char *err,
                           size_t errlen)
 {
     agent *ag = cl->ag;
-    uint32_t id;
-    const char *json;
-    size_t jl, bl;
-    const uint8_t *blob;
     nt_status s;
-    if (f->type != NT_CTL) {
-        snprintf(err, errlen, "a frame of type %u (only CTL requests are "
-                 "relayed)", (unsigned)f->type);
+    uint32_t id;
+    if (cli_agent_check_request(f, &id, err, errlen) != 0)
         return -1;
-    }
-    if (nt_ctl_decode(f, &id, &json, &jl, &blob, &bl, err, errlen) != NT_OK)
-        return -1;
-    if (id == 0) {
-        snprintf(err, errlen, "a second open request");
-        return -1;
-    }
     pthread_mutex_lock(&ag->mu);
     if (!cl->link || cl->link->state != L_OPEN || !cl->told) {
         pthread_mutex_unlock(&ag->mu);
@@ -729,12 +601,12 @@ static void *client_thread(void *arg)
 {
     ag_client *cl = arg;
     agent *ag = cl->ag;
-    frame_in in = {0};
+    cli_agent_frames in = {0};
     nt_frame f;
     char err[512];
     int r, first = 1;
     err[0] = '\0';
-    while ((r = frame_next(cl->fd, &in, &f, err, sizeof err)) == 1) {
+    while ((r = cli_agent_frame_next(cl->fd, &in, &f, err, sizeof err)) == 1) {
         int ok = first ? client_open(cl, &f, err, sizeof err)
                        : client_request(cl, &f, err, sizeof err);
         first = 0;

@@ -89,6 +89,35 @@ int cli_agent_send_ctl(cli_agent_conn *c, uint32_t id, const char *json,
                        size_t blob_len);
 void cli_agent_close(cli_agent_conn *c);
 
+/* The agent's socket protocol as pure functions (agent_proto.c; agent.c
+ * describes it).  cli_agent_frame_next: the next whole frame read from fd
+ * into in (free in->buf at the end): 1 with *f (valid until the next
+ * call), 0 at the end of the stream, -1 with err.  cli_agent_put_json:
+ * a CTL or CTL_REPLY frame with id and the JSON object o into b (an
+ * nt_status).  cli_agent_parse_open: the command's first frame, CTL id 0
+ * {"open": "HOST:PORT", "role": 2|3}: 0 with addr and *role, or -1 with
+ * err.  cli_agent_check_request: a frame the agent relays (CTL, id >= 1):
+ * 0 with *id, or -1 with err.  cli_agent_parse_reply: the agent's own messages
+ * (CTL_REPLY id 0): 1 {"open": true, "peer": ...} (peer filled), 0
+ * {"down": ...} (why filled), -1 anything else. */
+struct nt_frame;
+struct nt_buf;
+struct cJSON;
+typedef struct cli_agent_frames {
+    uint8_t *buf;
+    size_t len, cap, used; /* used: the last frame's bytes, dropped next */
+} cli_agent_frames;
+int cli_agent_frame_next(int fd, cli_agent_frames *in, struct nt_frame *f,
+                         char *err, size_t errlen);
+int cli_agent_put_json(struct nt_buf *b, uint8_t type, uint32_t id,
+                       const struct cJSON *o);
+int cli_agent_parse_open(const struct nt_frame *f, char *addr, size_t cap,
+                         int *role, char *err, size_t errlen);
+int cli_agent_check_request(const struct nt_frame *f, uint32_t *id,
+                            char *err, size_t errlen);
+int cli_agent_parse_reply(const struct nt_frame *f, char *peer, size_t pcap,
+                          char *why, size_t wcap);
+
 /* Reads a flow file for its topology (nodes, groups, stages, addresses)
  * without opening the stage files (the operator commands need names and
  * addresses only; loading every module would cost milliseconds).  An
